@@ -1,0 +1,194 @@
+"""The one checkpoint format shared by every script and by evaluate.py.
+
+A checkpoint is a plain dict of tensors and Python builtins, so it loads with
+``torch.load(path, weights_only=True)`` and never unpickles code:
+
+    format_version  int, FORMAT_VERSION
+    script          module name of the script that wrote it ("ppo_atari")
+    args            dataclasses.asdict(Args) (plain types only)
+    protocol        environment protocol (env id, frameskip, sticky actions, life-loss handling,
+                    fire reset, reward clipping, frame stack, noop max, frame cap)
+    global_step     agent steps summed over all envs
+    model           the network's state_dict
+    versions        python / torch / gymnasium / ale-py / numpy versions
+    git_commit      the repo's HEAD when it was written, or None
+    created         UNIX time
+    resume          optional: what a resumed run needs (optimizer, RNG states, W&B run id, ...).
+                    ``strip_checkpoint`` drops it for a small, shareable file.
+
+Files are written atomically (temp file in the same folder + ``os.replace``), so an interrupted
+save never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "script", "args", "protocol", "global_step", "model")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message is one line naming the file and the problem."""
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide what a checkpoint means."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "gymnasium", "ale-py", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def git_commit() -> str | None:
+    """HEAD of the repository this file lives in, or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as plain data (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of ``rng_state``."""
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    script: str,
+    args: Any,
+    protocol: dict[str, Any],
+    global_step: int,
+    model: dict[str, torch.Tensor],
+    resume: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically and return its path. ``args`` is the script's Args dataclass."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "script": script,
+        "args": dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(args),
+        "protocol": dict(protocol),
+        "global_step": int(global_step),
+        "model": {k: v.detach().cpu() for k, v in model.items()},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "created": time.time(),
+    }
+    if resume is not None:
+        payload["resume"] = resume
+    return _write_atomic(payload, Path(path))
+
+
+def _write_atomic(payload: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint; raise CheckpointError with a one-line reason otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path}: is a directory, expected a .pt file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for truncated / foreign / pickled-code files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path}: not a readable checkpoint ({type(e).__name__}: {reason[:160]})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise CheckpointError(f"checkpoint {path}: not written by this project (no format_version; a bare state_dict?)")
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path}: format version {ckpt['format_version']!r}, this code reads version {FORMAT_VERSION}"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: missing keys {missing}")
+    return ckpt
+
+
+def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a checkpoint without its resume state (optimizer, RNG, replay): small and shareable."""
+    ckpt = load_checkpoint(src)
+    ckpt.pop("resume", None)
+    return _write_atomic(ckpt, Path(dst))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m common.checkpoint strip IN OUT`` and ``python -m common.checkpoint show IN``."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if len(argv) == 3 and argv[0] == "strip":
+            out = strip_checkpoint(argv[1], argv[2])
+            print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+            return 0
+        if len(argv) == 2 and argv[0] == "show":
+            ckpt = load_checkpoint(argv[1])
+            n_params = sum(v.numel() for v in ckpt["model"].values())
+            print(f"script={ckpt['script']} global_step={ckpt['global_step']} params={n_params} commit={ckpt.get('git_commit')}")
+            print(f"protocol={ckpt['protocol']}")
+            print(f"resume state: {'yes' if 'resume' in ckpt else 'no'}; versions={ckpt.get('versions')}")
+            return 0
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("usage: python -m common.checkpoint strip IN.pt OUT.pt | show IN.pt", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
