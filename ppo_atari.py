@@ -107,7 +107,6 @@ class Args:
     """stop an update's epochs early when the approximate KL exceeds this (None: never)"""
 
 
-# Copied from ppo_atari.env_protocol
 def env_protocol(args) -> dict:
     """The environment protocol, from the env id's ale-py registration plus the script's settings."""
     try:
@@ -136,9 +135,8 @@ def env_protocol(args) -> dict:
     }
 
 
-# Copied from ppo_atari.make_env
 class FireOnReset(gym.Wrapper):
-    """Presses FIRE once after each game reset (what AtariVectorEnv's use_fire_reset does); marks it as scripted."""
+    """Presses FIRE for one frame after each game reset, as AtariVectorEnv's use_fire_reset does; marks it as scripted."""
 
     def reset(self, **kwargs):
         self.env.reset(**kwargs)
@@ -148,7 +146,6 @@ class FireOnReset(gym.Wrapper):
         return obs, {**info, "scripted_fire": 1}
 
 
-# Copied from ppo_atari.make_env
 def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir: Optional[str] = None):
     """A gymnasium single env with the same protocol as the training vector env: full games, raw rewards."""
 
@@ -164,9 +161,9 @@ def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir
         )
         if capture_video and idx == 0:
             env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda e: e == 0, disable_logger=True)
-        env = gym.wrappers.AtariPreprocessing(env, noop_max=args.noop_max, frame_skip=4, terminal_on_life_loss=False)
         if args.fire_reset:
             env = FireOnReset(env)
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=args.noop_max, frame_skip=4, terminal_on_life_loss=False)
         env = gym.wrappers.FrameStackObservation(env, args.frame_stack, padding_type="zero")
         env.action_space.seed(seed)
         return env
@@ -174,7 +171,6 @@ def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir
     return thunk
 
 
-# Copied from ppo_atari.make_env
 def make_vector_env(args, num_envs: int):
     """ale-py's C++ AtariVectorEnv (threads): raw rewards, life loss flagged as `terminated`, SameStep autoreset."""
     from ale_py.vector_env import AtariVectorEnv
@@ -198,7 +194,6 @@ def make_vector_env(args, num_envs: int):
     )
 
 
-# Copied from ppo_atari.pick_device
 def pick_device(name: str) -> torch.device:
     """cuda -> mps -> cpu for "auto"; a clear error when the asked-for device is missing."""
     available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}

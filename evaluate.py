@@ -1,0 +1,489 @@
+"""Evaluate any checkpoint of this repo: per-life, per-game, Q-gap and Breakout event statistics.
+
+    python evaluate.py --checkpoint checkpoints/ppo_atari_breakout.pt --num-games 30 --seeds 0 1 2 --deterministic \
+        --events --output-dir runs/eval/ppo_det --plots
+    python evaluate.py --compare runs/eval/ppo_det runs/eval/ppo_stoch --output-dir runs/eval/compare
+
+The checkpoint names its script; that script's `make_env` and `make_agent` rebuild the env protocol and the
+agent (common/contract.py). A game is a full game (all lives) with the raw, unclipped score. Outputs and every
+column are documented in docs/evaluation_tooling.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import tyro
+
+from common.checkpoint import CheckpointError
+from common.contract import ContractError, LoadedAgent, load_agent
+from common.events import BreakoutEventWrapper, decode_ram
+
+HUMAN, RANDOM = 30.5, 1.7  # Breakout human / random scores (DQN Zoo atari_data.py; Atari-100k, rliable)
+LIFE_FIELDS = ["game", "seed", "life", "return", "length", "serve_latency", "agent_fire", "scripted_fire", "first_hit_step",
+               "paddle_hits", "bricks_hit", "longest_brick_streak", "mean_qgap", "mean_merged_qgap", "zero_reward"]  # fmt: skip
+GAME_FIELDS = ["game", "seed", "score", "length", "frames", "lives_used", "zero_reward_lives", "end_reason", "mean_qgap"]
+
+
+@dataclass
+class EvalArgs:
+    checkpoint: Optional[str] = None
+    """checkpoint (.pt) written by any *_atari.py script"""
+    num_games: int = 30
+    """full games (all lives) per seed"""
+    seeds: tuple[int, ...] = (0,)
+    """seed offsets added to the checkpoint's seed; each is reported, then all pooled"""
+    deterministic: bool = False
+    """greedy actions; otherwise sampled (policy agents) or epsilon-greedy (value agents)"""
+    epsilon: Optional[float] = None
+    """value agents' exploration rate when not --deterministic (default 0.001, methods.md section 8)"""
+    events: bool = False
+    """record Breakout events per life: serve latency, FIRE presses, paddle hits, brick streaks"""
+    output_dir: Optional[str] = None
+    """where per_life.csv, per_game.csv and summary.json go (default runs/eval/<checkpoint name>_<mode>)"""
+    plots: bool = False
+    """also write PNG plots to the output dir"""
+    video: bool = False
+    """record the first game of the first seed to <output dir>/videos"""
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    """where the network runs"""
+    num_envs: int = 8
+    """games played at once"""
+    stall_steps: int = 2000
+    """end a Breakout game (reason "stall") once the ball has been out of play this many agent steps (0: never)"""
+    high_fire: int = 10
+    """a life with more agent FIRE presses than this counts as a high-FIRE retry"""
+    env_id: Optional[str] = None
+    """evaluate on another env id of the same game and action set (e.g. ALE/Breakout-v5 for sticky actions)"""
+    ablate: Optional[str] = None
+    """zero one input branch of agents that have several (hybrid: ram or pixels)"""
+    compare: tuple[str, ...] = ()
+    """compare mode: output dirs of earlier evaluations; prints a table and writes compare.png"""
+
+
+def pick_device(name: str) -> torch.device:
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if name == "auto":
+        name = next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if not available[name]:
+        raise ValueError(f"--device {name} is not available on this machine")
+    return torch.device(name)
+
+
+def top2_gap(scores: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 of each row of [N, A] scores (0 on ties)."""
+    part = np.partition(scores, -2, axis=1)
+    return part[:, -1] - part[:, -2]
+
+
+def merged_gap(scores: np.ndarray, in_play: np.ndarray, noop: int, fire: int, kind: str) -> np.ndarray:
+    """Gap with NOOP and FIRE merged into one action while the ball is in play (they are identical then)."""
+    out = top2_gap(scores)
+    rows = np.flatnonzero(in_play)
+    if len(rows) and scores.shape[1] > 2:
+        s = np.delete(scores[rows], [noop, fire], axis=1)
+        pair = scores[rows][:, [noop, fire]]
+        merged = np.logaddexp(pair[:, 0], pair[:, 1]) if kind == "logits" else pair.max(1)
+        out[rows] = top2_gap(np.column_stack([merged, s]))
+    return out
+
+
+def longest_streak(events: list[str]) -> int:
+    """Most bricks hit between two paddle touches (events: "b" brick, "t" tap, in order)."""
+    best = run = 0
+    for e in events:
+        run = 0 if e == "t" else run + 1
+        best = max(best, run)
+    return best
+
+
+class Game:
+    """Accumulates one game's per-step records and splits them into lives."""
+
+    def __init__(self, index: int, seed: int, scripted_fire: int, lives_left: int):
+        self.index, self.seed, self.lives, self.lives_left = index, seed, [], lives_left
+        self.score, self.length, self.frames, self.end_reason, self.out_of_play = 0.0, 0, 0, "", 0
+        self.gaps: list[float] = []
+        self._new_life(scripted_fire)
+
+    def _new_life(self, scripted_fire: int = 0) -> None:
+        self.life = dict(ret=0.0, length=0, serve_latency=None, agent_fire=0, scripted_fire=scripted_fire, first_hit=None,
+                         taps=0, bricks=0, seq=[], gaps=[], mgaps=[])  # fmt: skip
+
+    def step(self, reward: float, gap: float, mgap: float, ev: dict | None, fire: bool) -> None:
+        life = self.life
+        life["ret"] += reward
+        life["length"] += 1
+        life["gaps"].append(gap)
+        life["mgaps"].append(mgap)
+        self.gaps.append(gap)
+        self.score += reward
+        self.length += 1
+        if ev is not None:
+            life["agent_fire"] += int(fire)
+            if ev["launched"] and life["serve_latency"] is None:
+                life["serve_latency"] = life["length"]
+            if ev["tap"]:
+                life["taps"] += 1
+                life["seq"].append("t")
+                if life["first_hit"] is None:
+                    life["first_hit"] = life["length"]
+            life["bricks"] += ev["bricks_hit"]
+            life["seq"].extend("b" * ev["bricks_hit"])
+
+    def end_life(self) -> None:
+        self.lives.append(self.life)
+        self._new_life()
+
+    def rows(self, events: bool) -> tuple[list[dict], dict]:
+        def ev(v):
+            return (v if v is not None else "") if events else ""
+
+        lives = []
+        for i, lf in enumerate(self.lives):
+            lives.append({
+                "game": self.index, "seed": self.seed, "life": i, "return": lf["ret"], "length": lf["length"],
+                "serve_latency": ev(lf["serve_latency"]), "agent_fire": ev(lf["agent_fire"]), "scripted_fire": lf["scripted_fire"],
+                "first_hit_step": ev(lf["first_hit"]), "paddle_hits": ev(lf["taps"]), "bricks_hit": ev(lf["bricks"]),
+                "longest_brick_streak": ev(longest_streak(lf["seq"])), "mean_qgap": float(np.mean(lf["gaps"])),
+                "mean_merged_qgap": float(np.nanmean(lf["mgaps"])) if not np.all(np.isnan(lf["mgaps"])) else "",
+                "zero_reward": int(lf["ret"] == 0),
+            })  # fmt: skip
+        game = {"game": self.index, "seed": self.seed, "score": self.score, "length": self.length, "frames": self.frames,
+                "lives_used": len(lives), "zero_reward_lives": sum(r["zero_reward"] for r in lives),
+                "end_reason": self.end_reason, "mean_qgap": float(np.mean(self.gaps))}  # fmt: skip
+        return lives, game
+
+
+def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_dir: str | None) -> tuple[list[dict], list[dict], dict]:
+    """Play opts.num_games full games with seeds derived from `seed`; return per-life rows, per-game rows, Q-gap arrays."""
+    mod, args, agent = loaded.module, loaded.args, loaded.agent
+    greedy = opts.deterministic
+    n = min(opts.num_envs, opts.num_games)
+    envs = [mod.make_env(args, seed, i, capture_video=video_dir is not None and i == 0, run_dir=video_dir)() for i in range(n)]
+    breakout = mod.env_protocol(args)["game"] == "breakout"
+    if opts.events and breakout:
+        envs = [BreakoutEventWrapper(e) for e in envs]
+    meanings = envs[0].unwrapped.get_action_meanings()
+    noop, fire = meanings.index("NOOP"), meanings.index("FIRE") if "FIRE" in meanings else -1
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    agent.reset(n)
+    games: list[Game | None] = [None] * n
+    obs, next_game, done_games = [None] * n, 0, []
+    in_play = np.zeros(n, dtype=bool)  # Breakout: ball in play (RAM byte 101), for the stall guard and the merged gap
+    all_gaps, all_mgaps = [], []
+
+    def start(i: int) -> None:
+        nonlocal next_game
+        if next_game >= opts.num_games:
+            games[i] = None
+            return
+        o, info = envs[i].reset(seed=seed * 100_003 + next_game)
+        obs[i], games[i] = o, Game(next_game, seed, int(info.get("scripted_fire", 0)), int(info["lives"]))
+        in_play[i] = breakout and decode_ram(envs[i].unwrapped.ale.getRAM()).in_play
+        if hasattr(agent, "reset_env"):
+            agent.reset_env(i)
+        next_game += 1
+
+    for i in range(n):
+        start(i)
+    while any(g is not None for g in games):
+        batch = np.stack(obs) if not isinstance(obs[0], dict) else {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+        actions, scores = agent.act(batch, greedy)
+        scores = np.asarray(scores, dtype=np.float64)
+        if agent.score_kind == "q_values" and not greedy:
+            explore = rng.random(n) < agent.epsilon
+            actions = np.where(explore, rng.integers(0, scores.shape[1], n), actions)
+        gaps = top2_gap(scores)
+        mgaps = merged_gap(scores, in_play, noop, fire, agent.score_kind) if breakout and fire >= 0 else np.full(n, np.nan)
+        for i, game in enumerate(games):
+            if game is None:
+                continue
+            all_gaps.append(gaps[i])
+            all_mgaps.append(mgaps[i])
+            obs[i], reward, terminated, truncated, info = envs[i].step(int(actions[i]))
+            ev = info.get("events") if opts.events and breakout else None
+            game.step(float(reward), float(gaps[i]), float(mgaps[i]), ev, int(actions[i]) == fire)
+            game.frames = int(info.get("episode_frame_number", game.length * 4))
+            if breakout:
+                in_play[i] = decode_ram(envs[i].unwrapped.ale.getRAM()).in_play
+                game.out_of_play = 0 if in_play[i] else game.out_of_play + 1
+            stalled = opts.stall_steps > 0 and breakout and game.out_of_play >= opts.stall_steps
+            if terminated or truncated or stalled:
+                game.end_reason = "game_over" if terminated else "frame_cap" if truncated else "stall"
+                game.end_life()
+                done_games.append(game)
+                start(i)
+            elif info["lives"] < game.lives_left:
+                game.end_life()
+            game.lives_left = info["lives"]
+    for e in envs:
+        e.close()
+    done_games.sort(key=lambda g: g.index)
+    life_rows, game_rows = [], []
+    for g in done_games:
+        lives, row = g.rows(opts.events and breakout)
+        life_rows += lives
+        game_rows.append(row)
+    return life_rows, game_rows, {"gap": np.array(all_gaps), "merged": np.array(all_mgaps)}
+
+
+def stats(x: list[float], rng_seed: int = 0) -> dict:
+    """Mean, std, median, IQM and a 95% percentile-bootstrap CI of the mean (10,000 resamples)."""
+    a = np.asarray(x, dtype=np.float64)
+    if len(a) == 0:
+        return {"n": 0}
+    boot = np.random.default_rng(rng_seed).choice(a, size=(10_000, len(a))).mean(1)
+    lo, hi = np.quantile(a, [0.25, 0.75])
+    mid = a[(a >= lo) & (a <= hi)]
+    return {"n": len(a), "mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else 0.0, "median": float(np.median(a)),
+            "iqm": float(mid.mean()), "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+            "min": a.min(), "max": a.max()}  # fmt: skip
+
+
+def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: list[dict], gaps: dict, wall: float) -> dict:
+    ck, breakout = loaded.checkpoint, loaded.checkpoint["protocol"].get("game") == "breakout"
+    scores = [g["score"] for g in games]
+    ev = [r for r in lives if r["agent_fire"] != ""]
+    out = {
+        "checkpoint": {"path": str(loaded.path), "script": ck["script"], "global_step": ck["global_step"],
+                       "git_commit": ck.get("git_commit"), "versions": ck.get("versions"), "args": ck["args"]},
+        "protocol": ck["protocol"] | ({"env_id_override": opts.env_id} if opts.env_id else {}),
+        "evaluation": {"mode": "deterministic" if opts.deterministic else "stochastic", "num_games_per_seed": opts.num_games,
+                       "seeds": list(opts.seeds), "base_seed": loaded.args.seed, "stall_steps": opts.stall_steps,
+                       "epsilon": None if opts.deterministic or loaded.agent.score_kind != "q_values" else loaded.agent.epsilon,
+                       "score_kind": loaded.agent.score_kind, "ablate": opts.ablate, "events": opts.events,
+                       "wall_seconds": wall, "games_per_minute": 60 * len(games) / wall if wall else None},
+        "per_seed": {str(s): stats([g["score"] for g in games if g["seed"] == loaded.args.seed + s]) for s in opts.seeds},
+        "pooled": stats(scores),
+        "life_return": stats([r["return"] for r in lives]),
+        "zero_reward_life_fraction": float(np.mean([r["zero_reward"] for r in lives])) if lives else None,
+        "end_reasons": {k: sum(g["end_reason"] == k for g in games) for k in ("game_over", "frame_cap", "stall")},
+        "qgap": {"label": "Q-value gap" if loaded.agent.score_kind == "q_values" else "logit margin (not a Q-value)",
+                 "gap": stats(gaps["gap"].tolist()) | {"p10": float(np.quantile(gaps["gap"], 0.1)), "p90": float(np.quantile(gaps["gap"], 0.9))},
+                 "merged": stats(gaps["merged"][~np.isnan(gaps["merged"])].tolist())},  # fmt: skip
+    }
+    if breakout:
+        out["human_normalized"] = {"mean": (out["pooled"]["mean"] - RANDOM) / (HUMAN - RANDOM), "random": RANDOM, "human": HUMAN,
+                                   "source": "DQN Zoo atari_data.py (human 30.5, random 1.7)"}  # fmt: skip
+    if ev:
+        out["events"] = {
+            "serve_failures": sum(r["paddle_hits"] == 0 for r in ev),
+            "serve_failure_definition": "a life that ended without a single paddle hit",
+            "high_fire_retries": sum(r["agent_fire"] > opts.high_fire for r in ev),
+            "high_fire_definition": f"a life with more than {opts.high_fire} agent FIRE presses (FIRE only matters on a serve)",
+            "serve_latency": stats([r["serve_latency"] for r in ev if r["serve_latency"] != ""]),
+            "paddle_hits_per_life": stats([r["paddle_hits"] for r in ev]),
+            "longest_brick_streak": stats([r["longest_brick_streak"] for r in ev]),
+        }
+    return out
+
+
+def write_outputs(out_dir: Path, lives: list[dict], games: list[dict], summary: dict) -> None:
+    for name, rows, cols in (("per_life.csv", lives, LIFE_FIELDS), ("per_game.csv", games, GAME_FIELDS)):
+        with open(out_dir / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+
+
+def console_summary(s: dict) -> str:
+    p, e = s["pooled"], s.get("events", {})
+    lines = [f"{s['checkpoint']['script']} @ {s['checkpoint']['global_step']} steps | {s['protocol']['env_id']} | "
+             f"{s['evaluation']['mode']}" + (f" eps={s['evaluation']['epsilon']}" if s["evaluation"]["epsilon"] else "")]  # fmt: skip
+    for seed, st in s["per_seed"].items():
+        lines.append(f"  seed +{seed}: {st['n']} games, mean {st['mean']:.2f} +- {st['std']:.2f}, median {st['median']:.1f}")
+    lines.append(f"  pooled: mean {p['mean']:.2f} +- {p['std']:.2f} (95% CI {p['ci95'][0]:.2f}..{p['ci95'][1]:.2f}), "
+                 f"median {p['median']:.1f}, IQM {p['iqm']:.2f}, range {p['min']:g}..{p['max']:g}")  # fmt: skip
+    if "human_normalized" in s:
+        lines.append(f"  human-normalised: {s['human_normalized']['mean']:.3f}")
+    lines.append(f"  zero-reward lives: {100 * s['zero_reward_life_fraction']:.1f}% | end reasons: {s['end_reasons']}")
+    if e:
+        lines.append(f"  serve failures (no paddle hit): {e['serve_failures']} | high-FIRE retries: {e['high_fire_retries']} | "
+                     f"median serve latency {e['serve_latency'].get('median', float('nan')):.0f} steps")  # fmt: skip
+    q = s["qgap"]
+    lines.append(f"  {q['label']}: mean {q['gap']['mean']:.4f}, median {q['gap']['median']:.4f}"
+                 + (f" | merged NOOP/FIRE: mean {q['merged']['mean']:.4f}" if q["merged"].get("n") else ""))  # fmt: skip
+    lines.append(f"  {s['evaluation']['games_per_minute']:.1f} games/minute")
+    return "\n".join(lines)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def make_plots(out_dir: str | Path) -> list[Path]:
+    """PNG plots from an output dir's CSVs (also used by notebooks/breakout_eval_dashboard.ipynb)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    lives, games = read_csv(out_dir / "per_life.csv"), read_csv(out_dir / "per_game.csv")
+    col = lambda rows, k: [float(r[k]) for r in rows if r[k] != ""]  # noqa: E731
+    by_life = {}
+    for r in lives:
+        by_life.setdefault(int(r["life"]), []).append(float(r["return"]))
+    specs = [
+        ("score_hist.png", "per-game score", lambda ax: ax.hist(col(games, "score"), bins=20)),
+        ("return_by_life.png", "return by life index",
+         lambda ax: ax.boxplot([by_life[k] for k in sorted(by_life)], tick_labels=[str(k) for k in sorted(by_life)])),
+        ("serve_latency_hist.png", "serve latency (agent steps)", lambda ax: ax.hist(col(lives, "serve_latency"), bins=30)),
+        ("fire_per_life.png", "agent FIRE presses per life", lambda ax: ax.hist(col(lives, "agent_fire"), bins=30)),
+        ("brick_streaks.png", "longest brick streak per life", lambda ax: ax.hist(col(lives, "longest_brick_streak"), bins=20)),
+        ("qgap_hist.png", "mean Q-gap / logit margin per life", lambda ax: ax.hist(col(lives, "mean_qgap"), bins=30)),
+    ]  # fmt: skip
+    written = []
+    for name, title, draw in specs:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        draw(ax)
+        ax.set_title(title)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=90)
+        plt.close(fig)
+        written.append(out_dir / name)
+    return written
+
+
+def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
+    """Side-by-side table of several evaluation output dirs plus one combined plot (compare.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, scores = [], []
+    for d in dirs:
+        path = Path(d) / "summary.json"
+        if not path.exists():
+            raise ValueError(f"--compare: {path} does not exist (run evaluate.py --output-dir {d} first)")
+        s = json.loads(path.read_text())
+        scores.append([float(r["score"]) for r in read_csv(Path(d) / "per_game.csv")])
+        p, e = s["pooled"], s.get("events", {})
+        rows.append([Path(d).name, s["checkpoint"]["script"], str(s["checkpoint"]["global_step"]), s["evaluation"]["mode"],
+                     str(p["n"]), f"{p['mean']:.2f}", f"{p['std']:.2f}", f"{p['median']:.1f}", f"{p['iqm']:.2f}",
+                     f"{100 * s['zero_reward_life_fraction']:.1f}%", str(e.get("serve_failures", "-")),
+                     f"{s['qgap']['gap']['mean']:.4f}"])  # fmt: skip
+    head = ["run", "script", "steps", "mode", "games", "mean", "std", "median", "IQM", "zero-rew lives", "serve fails", "mean gap"]
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + rows)
+    fig, ax = plt.subplots(figsize=(1.6 * len(dirs) + 3, 4))
+    ax.boxplot(scores, tick_labels=[Path(d).name for d in dirs], showmeans=True)
+    ax.set_ylabel("per-game score")
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / "compare.png", dpi=90)
+    plt.close(fig)
+    return table + f"\nplot: {out_dir / 'compare.png'}"
+
+
+def check_opts(opts: EvalArgs, loaded: LoadedAgent | None = None) -> None:
+    if opts.num_games <= 0:
+        raise ValueError(f"--num-games must be positive, got {opts.num_games}")
+    if opts.num_envs <= 0 or opts.stall_steps < 0 or not opts.seeds:
+        raise ValueError("--num-envs must be positive, --stall-steps >= 0 and --seeds non-empty")
+    if opts.epsilon is not None and not 0 <= opts.epsilon <= 1:
+        raise ValueError(f"--epsilon must be in [0, 1], got {opts.epsilon}")
+    if loaded is None:
+        return
+    if opts.epsilon is not None and loaded.agent.score_kind != "q_values":
+        raise ValueError(f"--epsilon applies to value agents; {loaded.checkpoint['script']} is a policy agent")
+    if opts.ablate is not None and opts.ablate not in getattr(loaded.agent, "ablations", ()):
+        raise ValueError(f"--ablate {opts.ablate}: {loaded.checkpoint['script']} has no such input branch "
+                         f"(it has: {', '.join(getattr(loaded.agent, 'ablations', ())) or 'none'})")  # fmt: skip
+
+
+def apply_env_override(loaded: LoadedAgent, env_id: str) -> None:
+    """Switch to another env id of the same game and action set (a sticky-action robustness check, say)."""
+    old = loaded.checkpoint["protocol"]
+    new_args = replace(loaded.args, env_id=env_id)
+    try:
+        new = loaded.module.env_protocol(new_args)
+    except SystemExit as e:
+        raise ValueError(str(e).removeprefix("error: ")) from None
+    for key in ("game", "full_action_space", "frame_stack", "observation"):
+        if new.get(key) != old.get(key):
+            raise ValueError(f"--env-id {env_id} contradicts the checkpoint's protocol: {key} {old.get(key)!r} -> {new.get(key)!r}")
+    loaded.args = new_args
+
+
+def evaluate_checkpoint(path: str | Path, num_games: int = 10, seeds=(0,), deterministic: bool = False,
+                        video_dir: str | None = None, device: str = "auto", **kw) -> dict:  # fmt: skip
+    """Library entry point (used at the end of training): evaluate, write outputs, return the summary + "scores"."""
+    opts = EvalArgs(checkpoint=str(path), num_games=num_games, seeds=tuple(seeds), deterministic=deterministic,
+                    video=video_dir is not None, device=device, **kw)  # fmt: skip
+    if opts.output_dir is None:
+        opts.output_dir = str(video_dir and Path(video_dir).parent or Path(path).parent / "eval")
+    return run(opts, video_dir=video_dir)
+
+
+def run(opts: EvalArgs, video_dir: str | None = None) -> dict:
+    check_opts(opts)
+    device = pick_device(opts.device)
+    loaded = load_agent(opts.checkpoint, device)
+    check_opts(opts, loaded)
+    if opts.env_id:
+        apply_env_override(loaded, opts.env_id)
+    if opts.epsilon is not None:
+        loaded.agent.epsilon = opts.epsilon
+    if opts.ablate:
+        loaded.agent.ablate = opts.ablate
+    mode = "det" if opts.deterministic else "stoch"
+    out_dir = Path(opts.output_dir or Path("runs") / "eval" / f"{Path(opts.checkpoint).stem}_{mode}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / ".write_test").touch()
+        (out_dir / ".write_test").unlink()
+    except OSError as e:
+        raise ValueError(f"--output-dir {out_dir} is not writable ({e.strerror})") from None
+    if opts.video and video_dir is None:
+        video_dir = str(out_dir)
+    start = time.time()
+    lives, games, gaps = [], [], {"gap": [], "merged": []}
+    for k, offset in enumerate(opts.seeds):
+        l_rows, g_rows, g = play(loaded, loaded.args.seed + offset, opts, video_dir if k == 0 else None)
+        lives += l_rows
+        games += g_rows
+        for key in gaps:
+            gaps[key].append(g[key])
+    gaps = {k: np.concatenate(v) for k, v in gaps.items()}
+    summary = summarize(loaded, opts, lives, games, gaps, time.time() - start)
+    write_outputs(out_dir, lives, games, summary)
+    if opts.plots:
+        make_plots(out_dir)
+    print(console_summary(summary))
+    print(f"wrote {out_dir}/per_life.csv, per_game.csv, summary.json" + (" and plots" if opts.plots else ""))
+    return summary | {"scores": [g["score"] for g in games], "output_dir": str(out_dir)}
+
+
+def main(opts: EvalArgs) -> int:
+    try:
+        if opts.compare:
+            print(compare(opts.compare, Path(opts.output_dir or "runs/eval/compare")))
+            return 0
+        if opts.checkpoint is None:
+            raise ValueError("--checkpoint is required (or --compare DIR ...)")
+        run(opts)
+    except (CheckpointError, ContractError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(EvalArgs, description=__doc__)))

@@ -1,0 +1,106 @@
+"""Copies between algorithm scripts are the design; this keeps them honest (house_style.md rule 16).
+
+- every `# Copied from ppo_atari.NAME` marker sits right above a top-level def/class NAME whose source is
+  byte-identical to ppo_atari.py's NAME;
+- the shared blocks every script must carry are present and marked;
+- the Args "Experiment" and "Environment" groups (names, defaults, docstrings, order) match ppo_atari's;
+- make_env has one signature; main() contains the seeding/device block verbatim;
+- scripts never import each other, and nothing but definitions runs at import.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+
+import pytest
+
+from common.contract import available_scripts
+from conftest import REPO
+
+PARENT = "ppo_atari"
+REQUIRED_COPIES = ["env_protocol", "FireOnReset", "make_env", "make_vector_env", "pick_device"]
+SHARED_ARGS = ["exp_name", "seed", "torch_deterministic", "device", "track", "wandb_project_name", "wandb_entity", "capture_video",
+               "save_model", "eval_episodes", "checkpoint_every", "resume", "progress", "runs_dir",
+               "env_id", "fire_reset", "noop_max", "frame_stack"]  # fmt: skip
+SEEDING_BLOCK = """    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = pick_device(args.device)
+    print(f"device: {device} | run folder: {run_dir}")
+"""
+CHILDREN = [s for s in available_scripts() if s != PARENT]
+
+
+def top_level(source: str) -> dict[str, str]:
+    """Name -> exact source text of each top-level def/class."""
+    tree = ast.parse(source)
+    return {n.name: ast.get_source_segment(source, n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def args_fields(source: str) -> list[tuple[str, str, str]]:
+    """(name, default source, docstring) of each Args field, in order."""
+    cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "Args")
+    out, body = [], cls.body
+    for i, node in enumerate(body):
+        if isinstance(node, ast.AnnAssign):
+            doc = body[i + 1].value.value if i + 1 < len(body) and isinstance(body[i + 1], ast.Expr) else ""
+            out.append((node.target.id, ast.get_source_segment(source, node), doc))
+    return out
+
+
+def read(script: str) -> str:
+    return (REPO / f"{script}.py").read_text()
+
+
+def test_there_is_a_parent_script():
+    assert PARENT in available_scripts()
+    assert set(REQUIRED_COPIES) <= set(top_level(read(PARENT)))
+
+
+@pytest.mark.parametrize("script", CHILDREN)
+def test_marked_copies_are_byte_identical(script):
+    source, parent = read(script), top_level(read(PARENT))
+    defs = top_level(source)
+    lines = source.splitlines()
+    marked = []
+    for i, line in enumerate(lines):
+        m = re.fullmatch(r"# Copied from (\w+)\.(\w+)", line.strip())
+        if not m:
+            continue
+        assert m.group(1) == PARENT, f"{script}.py:{i + 1} copies from {m.group(1)}; copy from {PARENT}"
+        name = m.group(2)
+        nxt = lines[i + 1]
+        assert re.match(rf"(class|def) {name}\b", nxt), f"{script}.py:{i + 1}: marker is not directly above `{name}`"
+        assert defs[name] == parent[name], f"{script}.py: {name} differs from {PARENT}.py's (marked as a copy)"
+        marked.append(name)
+    missing = [n for n in REQUIRED_COPIES if n not in marked]
+    assert not missing, f"{script}.py lacks marked copies of {missing}"
+
+
+@pytest.mark.parametrize("script", CHILDREN)
+def test_shared_args_groups_match(script):
+    parent = [f for f in args_fields(read(PARENT)) if f[0] in SHARED_ARGS]
+    child = [f for f in args_fields(read(script)) if f[0] in SHARED_ARGS]
+    assert [f[0] for f in parent] == SHARED_ARGS
+    assert child == parent, f"{script}.py: the shared Args fields differ from {PARENT}.py (names, defaults, docstrings, order)"
+    docs = [f for f in args_fields(read(script)) if not f[2]]
+    assert not docs, f"{script}.py: Args fields without a docstring: {[f[0] for f in docs]}"
+
+
+@pytest.mark.parametrize("script", available_scripts())
+def test_signature_seeding_and_imports(script):
+    source = read(script)
+    mod = __import__(script)
+    assert str(inspect.signature(mod.make_env)) == str(inspect.signature(__import__(PARENT).make_env))
+    assert SEEDING_BLOCK in inspect.getsource(mod.main), f"{script}.main lacks the seeding/device block"
+    tree = ast.parse(source)
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not imported & set(available_scripts()), f"{script}.py imports another script"
+    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef, ast.If, ast.Expr, ast.Assign, ast.AnnAssign)
+    assert all(isinstance(n, allowed) for n in tree.body)
+    assert source.rstrip().endswith('if __name__ == "__main__":\n    main(tyro.cli(Args))')
+    assert len(source.splitlines()) <= 550, "house_style.md hard cap"
