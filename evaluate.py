@@ -118,7 +118,7 @@ class Game:
         self.life = dict(ret=0.0, length=0, serve_latency=None, agent_fire=0, scripted_fire=scripted_fire, first_hit=None,
                          taps=0, bricks=0, seq=[], gaps=[], mgaps=[])  # fmt: skip
 
-    def step(self, reward: float, gap: float, mgap: float, ev: dict | None, fire: bool) -> None:
+    def step(self, reward: float, gap: float, mgap: float, ev: dict | None) -> None:
         life = self.life
         life["ret"] += reward
         life["length"] += 1
@@ -128,7 +128,7 @@ class Game:
         self.score += reward
         self.length += 1
         if ev is not None:
-            life["agent_fire"] += int(fire)
+            life["agent_fire"] += int(ev["fire"])
             if ev["launched"] and life["serve_latency"] is None:
                 life["serve_latency"] = life["length"]
             if ev["tap"]:
@@ -212,7 +212,7 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_dir: str | None) 
             all_mgaps.append(mgaps[i])
             obs[i], reward, terminated, truncated, info = envs[i].step(int(actions[i]))
             ev = info.get("events") if opts.events and breakout else None
-            game.step(float(reward), float(gaps[i]), float(mgaps[i]), ev, int(actions[i]) == fire)
+            game.step(float(reward), float(gaps[i]), float(mgaps[i]), ev)
             game.frames = int(info.get("episode_frame_number", game.length * 4))
             if breakout:
                 in_play[i] = decode_ram(envs[i].unwrapped.ale.getRAM()).in_play
@@ -238,13 +238,13 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_dir: str | None) 
 
 
 def stats(x: list[float], rng_seed: int = 0) -> dict:
-    """Mean, std, median, IQM and a 95% percentile-bootstrap CI of the mean (10,000 resamples)."""
+    """Mean, std, median, interquartile mean and a 95% percentile-bootstrap CI of the mean (10,000 resamples)."""
     a = np.asarray(x, dtype=np.float64)
     if len(a) == 0:
         return {"n": 0}
     boot = np.random.default_rng(rng_seed).choice(a, size=(10_000, len(a))).mean(1)
-    lo, hi = np.quantile(a, [0.25, 0.75])
-    mid = a[(a >= lo) & (a <= hi)]
+    cut = len(a) // 4  # IQM: mean of the middle 50% after dropping floor(n/4) from each end (scipy trim_mean 0.25, rliable)
+    mid = np.sort(a)[cut : len(a) - cut]
     return {"n": len(a), "mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else 0.0, "median": float(np.median(a)),
             "iqm": float(mid.mean()), "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
             "min": a.min(), "max": a.max()}  # fmt: skip

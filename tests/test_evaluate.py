@@ -1,0 +1,156 @@
+"""evaluate.py: Q-gap maths, statistics, end-to-end outputs, stall guard, bad input, notebook, compare mode."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+from common.checkpoint import CheckpointError, save_checkpoint
+from common.contract import load_agent
+from conftest import REPO, one_line_error, run_script
+
+
+def test_top2_gap_and_ties():
+    scores = np.array([[1.0, 3.0, 2.0, 0.0], [5.0, 5.0, 1.0, 0.0], [-1.0, -2.0, -3.0, -4.0]])
+    np.testing.assert_allclose(evaluate.top2_gap(scores), [1.0, 0.0, 1.0])
+
+
+def test_merged_gap_treats_noop_and_fire_as_one_action_in_play():
+    # NOOP=0, FIRE=1, RIGHT=2, LEFT=3; NOOP and FIRE tie at the top, RIGHT is 0.5 below
+    q = np.array([[2.0, 2.0, 1.5, 0.0], [2.0, 2.0, 1.5, 0.0]])
+    in_play = np.array([True, False])
+    np.testing.assert_allclose(evaluate.top2_gap(q), [0.0, 0.0])
+    np.testing.assert_allclose(evaluate.merged_gap(q, in_play, 0, 1, "q_values"), [0.5, 0.0])
+    # logits merge by log-sum-exp: the merged pair carries the probability mass of both
+    z = np.array([[1.0, 1.0, 1.5, 0.0]])
+    np.testing.assert_allclose(evaluate.merged_gap(z, np.array([True]), 0, 1, "logits"), [np.logaddexp(1, 1) - 1.5])
+
+
+def test_longest_streak_and_stats():
+    assert evaluate.longest_streak(list("bbtbbbtb")) == 3
+    assert evaluate.longest_streak([]) == 0
+    s = evaluate.stats([1, 2, 3, 4, 5, 6, 7, 100])
+    assert s["n"] == 8 and s["median"] == 4.5 and s["mean"] == pytest.approx(16.0)
+    assert s["iqm"] == pytest.approx(4.5)  # the outlier 100 is outside the inter-quartile range
+    assert s["ci95"][0] < s["mean"] < s["ci95"][1]
+
+
+@pytest.fixture(scope="module")
+def eval_dir(trained_ppo, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "stoch"
+    run_script("evaluate", "--checkpoint", str(trained_ppo), "--num-games", "2", "--seeds", "0", "1", "--events",
+               "--plots", "--output-dir", str(out), "--stall-steps", "300", cwd=out.parent)  # fmt: skip
+    return out
+
+
+def read(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_outputs_are_complete_and_consistent(eval_dir):
+    lives, games = read(eval_dir / "per_life.csv"), read(eval_dir / "per_game.csv")
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    assert len(games) == 4 and sorted({g["seed"] for g in games}) == ["1", "2"]  # checkpoint seed 1 + offsets 0, 1
+    for g in games:
+        mine = [r for r in lives if r["game"] == g["game"] and r["seed"] == g["seed"]]
+        assert sum(float(r["return"]) for r in mine) == float(g["score"]), "per-life returns sum to the game score"
+        assert sum(int(r["length"]) for r in mine) == int(g["length"])
+        assert int(g["lives_used"]) == len(mine)
+        if g["end_reason"] == "game_over":
+            assert len(mine) == 5, "a finished Breakout game has 5 lives"
+        assert int(g["zero_reward_lives"]) == sum(r["return"] == "0.0" for r in mine)
+    assert all(r["serve_latency"] == "" or int(r["serve_latency"]) >= 1 for r in lives)
+    assert summary["pooled"]["n"] == 4
+    assert summary["pooled"]["mean"] == pytest.approx(np.mean([float(g["score"]) for g in games]))
+    assert set(summary["per_seed"]) == {"0", "1"} and summary["per_seed"]["0"]["n"] == 2
+    assert summary["qgap"]["label"].startswith("logit margin") and summary["evaluation"]["epsilon"] is None
+    assert summary["human_normalized"]["human"] == 30.5 and "events" in summary
+    assert summary["zero_reward_life_fraction"] == pytest.approx(np.mean([r["zero_reward"] == "1" for r in lives]))
+    for png in ["score_hist", "return_by_life", "serve_latency_hist", "fire_per_life", "brick_streaks", "qgap_hist"]:
+        assert (eval_dir / f"{png}.png").stat().st_size > 1000
+
+
+def test_stall_guard_ends_a_never_fire_policy(trained_ppo):
+    loaded = load_agent(trained_ppo, torch.device("cpu"))
+    loaded.agent.act = lambda obs, greedy: (np.zeros(len(obs), dtype=np.int64), np.zeros((len(obs), 4), np.float32))
+    opts = evaluate.EvalArgs(num_games=2, num_envs=2, stall_steps=40, events=True)
+    lives, games, _ = evaluate.play(loaded, seed=0, opts=opts, video_dir=None)
+    assert [g["end_reason"] for g in games] == ["stall", "stall"]
+    assert all(g["length"] == 40 and g["score"] == 0 for g in games)
+    assert all(r["agent_fire"] == 0 and r["serve_latency"] == "" for r in lives)
+
+
+def test_notebook_executes(eval_dir, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("EVAL_DIR", str(eval_dir))
+    monkeypatch.setenv("REPO_ROOT", str(REPO))
+    nb = nbformat.read(REPO / "notebooks" / "breakout_eval_dashboard.ipynb", as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "4 games" in text and "life 0:" in text
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs) == 6
+
+
+def test_compare_mode(eval_dir, tmp_path):
+    proc = run_script("evaluate", "--compare", str(eval_dir), str(eval_dir), "--output-dir", str(tmp_path), cwd=tmp_path)
+    assert proc.stdout.count("ppo_atari") == 2 and "IQM" in proc.stdout
+    assert (tmp_path / "compare.png").stat().st_size > 1000
+
+
+def test_bad_input_one_line_errors(trained_ppo, tmp_path):
+    def err(*args):
+        return one_line_error(run_script("evaluate", *args, cwd=tmp_path, check=False))
+
+    assert "no such file" in err("--checkpoint", "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(trained_ppo.read_bytes()[:5000])
+    assert "corrupt.pt" in err("--checkpoint", str(corrupt))
+    ckpt = torch.load(trained_ppo, weights_only=True)
+    torch.save({**ckpt, "format_version": 99}, tmp_path / "v99.pt")
+    assert "format version 99" in err("--checkpoint", str(tmp_path / "v99.pt"))
+    torch.save({**ckpt, "script": "gone_atari"}, tmp_path / "gone.pt")
+    assert "gone_atari" in err("--checkpoint", str(tmp_path / "gone.pt"))
+    assert "--num-games" in err("--checkpoint", str(trained_ppo), "--num-games", "0")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "not writable" in err("--checkpoint", str(trained_ppo), "--output-dir", str(blocker / "sub"))
+    assert "contradicts" in err("--checkpoint", str(trained_ppo), "--env-id", "PongNoFrameskip-v4")
+    assert "value agents" in err("--checkpoint", str(trained_ppo), "--epsilon", "0.05")
+    assert "no such input branch" in err("--checkpoint", str(trained_ppo), "--ablate", "ram")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_loading_never_executes_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"format_version": 1, "payload": _Exploit()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        load_agent(tmp_path / "evil.pt", torch.device("cpu"))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_sticky_override_is_allowed_and_recorded(trained_ppo, tmp_path):
+    out = tmp_path / "v5"
+    run_script("evaluate", "--checkpoint", str(trained_ppo), "--env-id", "ALE/Breakout-v5", "--num-games", "1",
+               "--stall-steps", "100", "--output-dir", str(out), cwd=tmp_path)  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"]["env_id_override"] == "ALE/Breakout-v5"
+
+
+def test_checkpoint_of_unknown_module_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "x.pt", script="os", args={}, protocol={}, global_step=0, model={})
+    with pytest.raises(Exception, match="does not exist"):
+        load_agent(path, torch.device("cpu"))
