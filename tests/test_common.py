@@ -1,0 +1,133 @@
+"""common/: checkpoint format, RNG state, episode statistics, contract helpers."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import numpy as np
+import pytest
+import torch
+
+from common import checkpoint as ck
+from common.contract import ContractError, args_from_checkpoint, available_scripts, load_script
+from common.episodes import EpisodeStats
+
+
+@dataclass
+class _Args:
+    seed: int = 1
+    env_id: str = "BreakoutNoFrameskip-v4"
+
+
+def _save(path, **kw):
+    fields = dict(script="ppo_atari", args=_Args(), protocol={"env_id": "BreakoutNoFrameskip-v4"}, global_step=42,
+                  model={"w": torch.arange(6.0).reshape(2, 3)})  # fmt: skip
+    return ck.save_checkpoint(path, **(fields | kw))
+
+
+def test_round_trip_is_plain_data_and_atomic(tmp_path):
+    path = _save(tmp_path / "sub" / "a.pt", resume={"optimizer": {"lr": 1e-4}, "rng": ck.rng_state()})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.pt"], "no temp file left behind"
+    raw = torch.load(path, weights_only=True)  # never unpickles code
+    assert raw["format_version"] == ck.FORMAT_VERSION and raw["args"] == {"seed": 1, "env_id": "BreakoutNoFrameskip-v4"}
+    assert raw["versions"]["torch"] == version("torch") and raw["versions"]["ale-py"] == version("ale-py")
+    loaded = ck.load_checkpoint(path)
+    assert loaded["global_step"] == 42 and torch.equal(loaded["model"]["w"], torch.arange(6.0).reshape(2, 3))
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = _save(tmp_path / "a.pt")
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck.torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        _save(path, global_step=99)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_bytes(b""), "not a readable checkpoint"),
+        (lambda p: torch.save({"w": torch.zeros(1)}, p), "no format_version"),
+        (lambda p: torch.save({"format_version": 7}, p), "format version 7"),
+        (lambda p: torch.save({"format_version": 1, "script": "x"}, p), "missing keys"),
+    ],
+)
+def test_bad_checkpoints_give_one_line_errors(tmp_path, make, message):
+    path = tmp_path / "bad.pt"
+    make(path)
+    with pytest.raises(ck.CheckpointError) as e:
+        ck.load_checkpoint(path)
+    assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = _save(tmp_path / "a.pt")
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ck.CheckpointError, match="not a readable checkpoint"):
+        ck.load_checkpoint(path)
+
+
+def test_strip_drops_resume_state_and_keeps_provenance(tmp_path):
+    src = _save(tmp_path / "full.pt", resume={"optimizer": {"state": torch.zeros(1000)}})
+    dst = ck.strip_checkpoint(src, tmp_path / "small.pt")
+    full, small = ck.load_checkpoint(src), ck.load_checkpoint(dst)
+    assert "resume" in full and "resume" not in small
+    assert small["git_commit"] == full["git_commit"] and small["created"] == full["created"]
+    assert dst.stat().st_size < src.stat().st_size
+    assert ck.main(["show", str(dst)]) == 0 and ck.main(["show", str(tmp_path / "none.pt")]) == 2
+
+
+def test_rng_state_round_trip():
+    state = ck.rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    ck.set_rng_state(torch.load(_roundtrip(state), weights_only=True))
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def _roundtrip(obj):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_episode_stats_split_games_and_lives():
+    stats = EpisodeStats(2)
+    lives = np.array([5, 5])
+    no = np.array([False, False])
+    # env 0: +1, life lost (5 -> 4), +2, then game over (SameStep reset reports 5 lives again)
+    stats.step(np.array([1.0, 0.0]), no, no, lives)
+    games, lost = stats.step(np.array([0.0, 3.0]), np.array([True, False]), no, np.array([4, 5]))
+    assert games == [] and lost == [(0, 1.0)]
+    stats.step(np.array([2.0, 0.0]), no, no, np.array([4, 5]))
+    games, lost = stats.step(np.array([0.0, 0.0]), np.array([True, False]), np.array([False, True]), np.array([5, 5]))
+    assert games == [(0, 3.0, 4), (1, 3.0, 4)] and lost == [(0, 2.0), (1, 3.0)]
+    assert stats.recent_mean() == 3.0
+    games, _ = stats.step(np.array([1.0, 1.0]), no, no, lives)  # counters restarted
+    assert games == [] and list(stats.game_return) == [1.0, 1.0]
+
+
+def test_episode_stats_game_without_lives():
+    stats = EpisodeStats(1)
+    stats.step(np.array([1.0]), np.array([False]), np.array([False]), np.array([0]))
+    games, _ = stats.step(np.array([-1.0]), np.array([True]), np.array([False]), np.array([0]))
+    assert games == [(0, 0.0, 2)]
+
+
+def test_contract_refuses_unknown_scripts_and_drops_unknown_args():
+    assert "ppo_atari" in available_scripts()
+    with pytest.raises(ContractError, match="does not exist"):
+        load_script("os")
+    mod = load_script("ppo_atari")
+    args = args_from_checkpoint(mod, {"args": {"seed": 7, "removed_flag": 1}})
+    assert args.seed == 7 and args.env_id == "BreakoutNoFrameskip-v4"
