@@ -425,7 +425,7 @@ def evaluate_checkpoint(path: str | Path, num_games: int = 10, seeds=(0,), deter
     opts = EvalArgs(checkpoint=str(path), num_games=num_games, seeds=tuple(seeds), deterministic=deterministic,
                     video=video_dir is not None, device=device, **kw)  # fmt: skip
     if opts.output_dir is None:
-        opts.output_dir = str(video_dir and Path(video_dir).parent or Path(path).parent / "eval")
+        opts.output_dir = str(Path(path).parent / "eval")
     return run(opts, video_dir=video_dir)
 
 
