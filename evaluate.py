@@ -163,12 +163,12 @@ class Game:
         return lives, game
 
 
-def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_dir: str | None) -> tuple[list[dict], list[dict], dict]:
+def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None) -> tuple[list[dict], list[dict], dict]:
     """Play opts.num_games full games with seeds derived from `seed`; return per-life rows, per-game rows, Q-gap arrays."""
     mod, args, agent = loaded.module, loaded.args, loaded.agent
     greedy = opts.deterministic
     n = min(opts.num_envs, opts.num_games)
-    envs = [mod.make_env(args, seed, i, capture_video=video_dir is not None and i == 0, run_dir=video_dir)() for i in range(n)]
+    envs = [mod.make_env(args, seed, i, capture_video=video_root is not None and i == 0, run_dir=video_root)() for i in range(n)]
     breakout = mod.env_protocol(args)["game"] == "breakout"
     if opts.events and breakout:
         envs = [BreakoutEventWrapper(e) for e in envs]
@@ -420,16 +420,16 @@ def apply_env_override(loaded: LoadedAgent, env_id: str) -> None:
 
 
 def evaluate_checkpoint(path: str | Path, num_games: int = 10, seeds=(0,), deterministic: bool = False,
-                        video_dir: str | None = None, device: str = "auto", **kw) -> dict:  # fmt: skip
+                        video_root: str | None = None, device: str = "auto", **kw) -> dict:  # fmt: skip
     """Library entry point (used at the end of training): evaluate, write outputs, return the summary + "scores"."""
     opts = EvalArgs(checkpoint=str(path), num_games=num_games, seeds=tuple(seeds), deterministic=deterministic,
-                    video=video_dir is not None, device=device, **kw)  # fmt: skip
+                    video=video_root is not None, device=device, **kw)  # fmt: skip
     if opts.output_dir is None:
         opts.output_dir = str(Path(path).parent / "eval")
-    return run(opts, video_dir=video_dir)
+    return run(opts, video_root=video_root)
 
 
-def run(opts: EvalArgs, video_dir: str | None = None) -> dict:
+def run(opts: EvalArgs, video_root: str | None = None) -> dict:
     check_opts(opts)
     device = pick_device(opts.device)
     loaded = load_agent(opts.checkpoint, device)
@@ -448,12 +448,12 @@ def run(opts: EvalArgs, video_dir: str | None = None) -> dict:
         (out_dir / ".write_test").unlink()
     except OSError as e:
         raise ValueError(f"--output-dir {out_dir} is not writable ({e.strerror})") from None
-    if opts.video and video_dir is None:
-        video_dir = str(out_dir)
+    if opts.video and video_root is None:
+        video_root = str(out_dir)
     start = time.time()
     lives, games, gaps = [], [], {"gap": [], "merged": []}
     for k, offset in enumerate(opts.seeds):
-        l_rows, g_rows, g = play(loaded, loaded.args.seed + offset, opts, video_dir if k == 0 else None)
+        l_rows, g_rows, g = play(loaded, loaded.args.seed + offset, opts, video_root if k == 0 else None)
         lives += l_rows
         games += g_rows
         for key in gaps:

@@ -516,7 +516,7 @@ def main(args: Args) -> Path:
 
         result = evaluate_checkpoint(
             path, num_games=args.eval_episodes, seeds=[0], deterministic=False,
-            video_dir=str(run_dir / "videos") if args.capture_video else None, device=str(device),
+            video_root=str(run_dir) if args.capture_video else None, device=str(device),
         )  # fmt: skip
         for i, score in enumerate(result["scores"]):
             writer.add_scalar("eval/episodic_return", score, i)

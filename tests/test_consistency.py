@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ast
 import inspect
-import re
 
 import pytest
 
 from common.contract import available_scripts
 from conftest import REPO
+from tools.sync_copies import fix_file, marked_blocks, top_level
 
 PARENT = "ppo_atari"
 REQUIRED_COPIES = ["env_protocol", "FireOnReset", "make_env", "make_vector_env", "pick_device"]
@@ -32,12 +32,6 @@ SEEDING_BLOCK = """    random.seed(args.seed)
     print(f"device: {device} | run folder: {run_dir}")
 """
 CHILDREN = [s for s in available_scripts() if s != PARENT]
-
-
-def top_level(source: str) -> dict[str, str]:
-    """Name -> exact source text of each top-level def/class."""
-    tree = ast.parse(source)
-    return {n.name: ast.get_source_segment(source, n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
 
 
 def args_fields(source: str) -> list[tuple[str, str, str]]:
@@ -58,25 +52,17 @@ def read(script: str) -> str:
 def test_there_is_a_parent_script():
     assert PARENT in available_scripts()
     assert set(REQUIRED_COPIES) <= set(top_level(read(PARENT)))
+    assert not marked_blocks(read(PARENT)), "the parent carries no copy markers"
 
 
 @pytest.mark.parametrize("script", CHILDREN)
 def test_marked_copies_are_byte_identical(script):
-    source, parent = read(script), top_level(read(PARENT))
-    defs = top_level(source)
-    lines = source.splitlines()
-    marked = []
-    for i, line in enumerate(lines):
-        m = re.fullmatch(r"# Copied from (\w+)\.(\w+)", line.strip())
-        if not m:
-            continue
-        assert m.group(1) == PARENT, f"{script}.py:{i + 1} copies from {m.group(1)}; copy from {PARENT}"
-        name = m.group(2)
-        nxt = lines[i + 1]
-        assert re.match(rf"(class|def) {name}\b", nxt), f"{script}.py:{i + 1}: marker is not directly above `{name}`"
-        assert defs[name] == parent[name], f"{script}.py: {name} differs from {PARENT}.py's (marked as a copy)"
-        marked.append(name)
-    missing = [n for n in REQUIRED_COPIES if n not in marked]
+    source = read(script)
+    marks = marked_blocks(source)  # raises if a marker is not directly above its def/class
+    assert all(src == PARENT for _, src, _ in marks), f"{script}.py: copy from {PARENT}.py only"
+    stale = fix_file(REPO / f"{script}.py", write=False)
+    assert not stale, f"{script}.py: {stale} differ from {PARENT}.py; run `python tools/sync_copies.py --fix`"
+    missing = [n for n in REQUIRED_COPIES if n not in {name for _, _, name in marks}]
     assert not missing, f"{script}.py lacks marked copies of {missing}"
 
 
@@ -104,3 +90,15 @@ def test_signature_seeding_and_imports(script):
     assert all(isinstance(n, allowed) for n in tree.body)
     assert source.rstrip().endswith('if __name__ == "__main__":\n    main(tyro.cli(Args))')
     assert len(source.splitlines()) <= 550, "house_style.md hard cap"
+
+
+def test_sync_copies_rewrites_a_drifted_block(tmp_path):
+    path = tmp_path / "variant_atari.py"
+    path.write_text("import sys\n\n\n# Copied from ppo_atari.pick_device\ndef pick_device(name):\n    return 'cuda'\n\n\nX = 1\n")
+    assert fix_file(path, write=False) == ["pick_device"]
+    assert fix_file(path, write=True) == ["pick_device"] and fix_file(path, write=False) == []
+    text = path.read_text()
+    assert top_level(text)["pick_device"][2] == top_level(read(PARENT))["pick_device"][2] and text.endswith("\n\nX = 1\n")
+    path.write_text("# Copied from ppo_atari.pick_device\n\ndef pick_device(name):\n    pass\n")
+    with pytest.raises(ValueError, match="not directly above"):
+        fix_file(path, write=False)

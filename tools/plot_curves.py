@@ -1,0 +1,72 @@
+"""Learning curves from TensorBoard run folders: raw full-game return vs agent steps (and wall time).
+
+    python tools/plot_curves.py runs/BreakoutNoFrameskip-v4__ppo_atari__1__* --out docs/results/ppo_atari_curve.png
+
+Each run is drawn as a rolling mean over `--window` games of `charts/episodic_return`, with the individual games faint.
+Prints the last rolling mean of each run, so the number next to a plot comes from the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def load(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if tag not in acc.Tags()["scalars"]:
+        sys.exit(f"error: {run_dir} has no {tag!r} scalars")
+    events = acc.Scalars(tag)
+    return (np.array([e.step for e in events]), np.array([e.value for e in events]), np.array([e.wall_time for e in events]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (with events.out.tfevents.* files)")
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--tag", default="charts/episodic_return")
+    parser.add_argument("--window", type=int, default=100, help="games in the rolling mean")
+    parser.add_argument("--title", default="Breakout: raw full-game return during training")
+    opts = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
+    for run in opts.runs:
+        if not run.is_dir():
+            sys.exit(f"error: {run} is not a run folder")
+        steps, values, wall = load(run, opts.tag)
+        order = np.argsort(steps, kind="stable")
+        steps, values, wall = steps[order], values[order], wall[order]
+        w = min(opts.window, len(values))
+        smooth = np.convolve(values, np.ones(w) / w, mode="valid")
+        label = run.name.split("__")[1] if "__" in run.name else run.name
+        ax.plot(steps, values, ".", alpha=0.08, ms=2)
+        ax.plot(steps[w - 1 :], smooth, label=label)
+        hours = (wall - wall[0]) / 3600
+        ax_t.plot(hours[w - 1 :], smooth, label=label)
+        print(f"{run.name}: {len(values)} games, last step {steps[-1]}, rolling mean of last {w} games {smooth[-1]:.2f}")
+    ax.set_xlabel("agent steps")
+    ax_t.set_xlabel("wall-clock hours (includes any pauses)")
+    for a in (ax, ax_t):
+        a.set_ylabel(f"{opts.tag} (rolling mean)")
+        a.grid(alpha=0.3)
+        a.legend()
+    fig.suptitle(opts.title)
+    fig.tight_layout()
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(opts.out, dpi=100)
+    print(f"wrote {opts.out}")
+
+
+if __name__ == "__main__":
+    main()
