@@ -10,7 +10,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -24,7 +24,7 @@ import tyro
 from torch.distributions.categorical import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
-from common.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
 from common.episodes import EpisodeStats
 
 gym.register_envs(ale_py)
@@ -119,20 +119,14 @@ def env_protocol(args) -> dict:
     if not isinstance(kw.get("frameskip", 4), int):
         sys.exit(f"error: --env-id {args.env_id!r} has a random frameskip; use BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
     return {
-        "env_id": args.env_id,
-        "game": kw["game"],
-        "frameskip": 4,
-        "max_pool": True,
+        "env_id": args.env_id, "game": kw["game"], "frameskip": 4, "max_pool": True,
         "repeat_action_probability": float(kw.get("repeat_action_probability", 0.25)),
         "full_action_space": bool(kw.get("full_action_space", False)),
         "max_num_frames_per_episode": int(kw.get("max_num_frames_per_episode") or 108_000),
-        "noop_max": args.noop_max,
-        "fire_reset": args.fire_reset,
+        "noop_max": args.noop_max, "fire_reset": args.fire_reset, "frame_stack": args.frame_stack,
         "life_loss": "terminal for bootstrapping only; the game goes on",
-        "reward_clipping": "sign, for learning only; logged returns are raw",
-        "frame_stack": args.frame_stack,
-        "observation": "grey 84x84 uint8",
-    }
+        "reward_clipping": "sign, for learning only; logged returns are raw", "observation": "grey 84x84 uint8",
+    }  # fmt: skip
 
 
 class FireOnReset(gym.Wrapper):
@@ -151,14 +145,9 @@ def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir
 
     def thunk():
         p = env_protocol(args)
-        env = gym.make(
-            args.env_id,
-            frameskip=1,
-            repeat_action_probability=p["repeat_action_probability"],
-            full_action_space=p["full_action_space"],
-            max_num_frames_per_episode=p["max_num_frames_per_episode"],
-            render_mode="rgb_array" if capture_video else None,
-        )
+        env = gym.make(args.env_id, frameskip=1, repeat_action_probability=p["repeat_action_probability"],
+                       full_action_space=p["full_action_space"], max_num_frames_per_episode=p["max_num_frames_per_episode"],
+                       render_mode="rgb_array" if capture_video else None)  # fmt: skip
         if capture_video and idx == 0:
             env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda e: e == 0, disable_logger=True)
         if args.fire_reset:
@@ -177,21 +166,12 @@ def make_vector_env(args, num_envs: int):
 
     p = env_protocol(args)
     return AtariVectorEnv(
-        p["game"],
-        num_envs,
-        num_threads=min(num_envs, os.cpu_count() or 1),
-        frameskip=4,
-        maxpool=True,
-        stack_num=args.frame_stack,
-        noop_max=args.noop_max,
-        use_fire_reset=args.fire_reset,
-        repeat_action_probability=p["repeat_action_probability"],
-        full_action_space=p["full_action_space"],
-        max_num_frames_per_episode=p["max_num_frames_per_episode"],
-        life_loss_info=True,
-        reward_clipping=False,
+        p["game"], num_envs, num_threads=min(num_envs, os.cpu_count() or 1), frameskip=4, maxpool=True,
+        stack_num=args.frame_stack, noop_max=args.noop_max, use_fire_reset=args.fire_reset,
+        repeat_action_probability=p["repeat_action_probability"], full_action_space=p["full_action_space"],
+        max_num_frames_per_episode=p["max_num_frames_per_episode"], life_loss_info=True, reward_clipping=False,
         autoreset_mode="SameStep",
-    )
+    )  # fmt: skip
 
 
 def pick_device(name: str) -> torch.device:
@@ -202,6 +182,67 @@ def pick_device(name: str) -> torch.device:
     if not available[name]:
         sys.exit(f"error: --device {name} is not available on this machine (try --device auto)")
     return torch.device(name)
+
+
+def open_run(args, ckpt):
+    """Run folder and TensorBoard writer (+ W&B with --track); a resumed run continues its folder and W&B run."""
+    if ckpt is not None:
+        run_dir, wandb_id = Path(args.resume).resolve().parent, ckpt["resume"]["wandb_run_id"]
+    else:
+        run_dir = Path(args.runs_dir) / f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        wandb_id = None
+    if args.track:
+        import wandb
+
+        wandb_id = wandb_id or wandb.util.generate_id()
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args),
+                   name=run_dir.name, id=wandb_id, resume="allow", dir=str(run_dir), save_code=True)  # fmt: skip
+    # a resumed run drops what the old run logged after its checkpoint (an unfinished rollout, say)
+    writer = SummaryWriter(str(run_dir), purge_step=ckpt["global_step"] + 1 if ckpt is not None else None)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    return run_dir, writer, wandb_id
+
+
+class GracefulStop:
+    """Context manager: the first SIGINT/SIGTERM sets `requested` (the loop saves and stops), a second one aborts."""
+
+    def __enter__(self):
+        self.requested = False
+        self.old = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: saving a checkpoint at the end of this step (interrupt again to abort)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def finish_run(args, module: str, path: Optional[Path], stopped: bool, writer, run_dir: Path, device: torch.device) -> None:
+    """Print how to resume a stopped run, or evaluate the final checkpoint (eval/episodic_return); close the loggers."""
+    if stopped:
+        print(f"stopped; checkpoint: {path}\nresume with: python {module}.py --resume {path}")
+    elif path is not None and args.eval_episodes > 0:
+        from evaluate import evaluate_checkpoint  # lazy: evaluation is not needed to train
+
+        try:
+            result = evaluate_checkpoint(path, num_games=args.eval_episodes, seeds=[0], deterministic=False,
+                                         video_root=str(run_dir) if args.capture_video else None, device=str(device))  # fmt: skip
+        except KeyboardInterrupt:
+            print(f"final evaluation interrupted; the checkpoint is saved: {path}", file=sys.stderr)
+        else:
+            for i, score in enumerate(result["scores"]):
+                writer.add_scalar("eval/episodic_return", score, i)
+            print(f"eval: {args.eval_episodes} games, mean return {np.mean(result['scores']):.2f}")
+    writer.close()
+    if args.track:
+        import wandb
+
+        wandb.finish()
 
 
 def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
@@ -290,13 +331,11 @@ def make_agent(checkpoint: dict, device: torch.device) -> PolicyAgent:
 
 
 def check_args(args: Args) -> None:
-    positive = ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "frame_stack", "learning_rate"]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            sys.exit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ["eval_episodes", "checkpoint_every", "noop_max"]:
-        if getattr(args, name) < 0:
-            sys.exit(f"error: --{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "frame_stack", "learning_rate",
+                 "eval_episodes", "checkpoint_every", "noop_max"]:  # fmt: skip
+        minimum = 0 if name in ("eval_episodes", "checkpoint_every", "noop_max") else 1e-12
+        if getattr(args, name) < minimum:
+            sys.exit(f"error: --{name.replace('_', '-')} must be {'>= 0' if minimum == 0 else 'positive'}, got {getattr(args, name)}")
     if args.num_envs * args.num_steps % args.num_minibatches:
         sys.exit(f"error: num_envs*num_steps={args.num_envs * args.num_steps} is not divisible by --num-minibatches")
     if args.total_timesteps < args.num_envs * args.num_steps:
@@ -306,20 +345,7 @@ def check_args(args: Args) -> None:
 def main(args: Args) -> Path:
     """Train; return the path of the final checkpoint (or of the Ctrl-C checkpoint)."""
     module = Path(__file__).stem
-    ckpt = None
-    if args.resume:
-        try:
-            ckpt = load_checkpoint(args.resume)
-        except CheckpointError as e:
-            sys.exit(f"error: --resume: {e}")
-        if ckpt["script"] != module:
-            sys.exit(f"error: --resume: {args.resume} was written by {ckpt['script']}.py, not {module}.py")
-        if "resume" not in ckpt:
-            sys.exit(f"error: --resume: {args.resume} has no resume state (a stripped checkpoint); evaluate it instead")
-        # the run continues with its own settings; only these run-control flags may change
-        cli = {f.name: getattr(args, f.name) for f in fields(Args) if getattr(args, f.name) != f.default}
-        keep = {k: v for k, v in cli.items() if k in ("total_timesteps", "checkpoint_every", "progress", "device", "track")}
-        args = replace(Args(**{f.name: ckpt["args"].get(f.name, f.default) for f in fields(Args)}), resume=args.resume, **keep)
+    args, ckpt = load_for_resume(args, module) if args.resume else (args, None)
     check_args(args)
     batch_size = args.num_envs * args.num_steps
     minibatch_size = batch_size // args.num_minibatches
@@ -327,23 +353,8 @@ def main(args: Args) -> Path:
     protocol = env_protocol(args)
 
     # BOILERPLATE: run folder, logging, seeding, device
-    if ckpt is not None:
-        run_dir, global_step = Path(args.resume).resolve().parent, ckpt["global_step"]
-    else:
-        run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir, global_step = Path(args.runs_dir) / run_name, 0
-    ckpt_path = run_dir / f"{args.exp_name}.pt"
-    wandb_id = ckpt["resume"]["wandb_run_id"] if ckpt is not None else None
-    if args.track:
-        import wandb
-
-        wandb_id = wandb_id or wandb.util.generate_id()
-        wandb.init(
-            project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args),
-            name=run_dir.name, id=wandb_id, resume="allow", dir=str(run_dir), save_code=True,
-        )  # fmt: skip
-    writer = SummaryWriter(str(run_dir), purge_step=global_step if ckpt is not None else None)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    run_dir, writer, wandb_id = open_run(args, ckpt)
+    global_step, ckpt_path = ckpt["global_step"] if ckpt is not None else 0, run_dir / f"{args.exp_name}.pt"
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -376,15 +387,6 @@ def main(args: Args) -> Path:
     actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
     logprobs, rewards, dones, values = (torch.zeros((args.num_steps, args.num_envs), device=device) for _ in range(4))
 
-    stop = {"requested": False}
-
-    def request_stop(signum, frame):
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-        print("\ninterrupt: saving a checkpoint at the end of this rollout (interrupt again to abort)", file=sys.stderr)
-
-    old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     stats = EpisodeStats(args.num_envs)
     next_obs_np, _ = envs.reset(seed=args.seed + global_step)
     next_obs = torch.from_numpy(next_obs_np).to(device)
@@ -396,14 +398,14 @@ def main(args: Args) -> Path:
         pbar = tqdm(total=num_iterations * batch_size, initial=global_step, unit="step", dynamic_ncols=True)
     start_time, start_step = time.time(), global_step
     next_ckpt = (global_step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else None
-    try:
+    with GracefulStop() as stop:
         for iteration in range(start_iteration, num_iterations + 1):
             if args.anneal_lr:
                 frac = 1.0 - (iteration - 1.0) / num_iterations
                 optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
             for step in range(args.num_steps):
-                if stop["requested"]:
+                if stop.requested:
                     break
                 global_step += args.num_envs
                 obs[step] = next_obs
@@ -425,7 +427,7 @@ def main(args: Args) -> Path:
                     (pbar.write if pbar else print)(f"global_step={global_step}, episodic_return={game_return:g}")
                     writer.add_scalar("charts/episodic_return", game_return, global_step)
                     writer.add_scalar("charts/episodic_length", game_length, global_step)
-            if stop["requested"]:
+            if stop.requested:
                 global_step = (iteration - 1) * batch_size  # the unfinished rollout is dropped
                 break
 
@@ -482,15 +484,12 @@ def main(args: Args) -> Path:
             var_y = np.var(y_true)
             explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
             sps = int((global_step - start_step) / (time.time() - start_time))
-            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            writer.add_scalar("charts/SPS", sps, global_step)
-            writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
-            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
-            writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
-            writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
-            writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
-            writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
-            writer.add_scalar("losses/explained_variance", explained_var, global_step)
+            for tag, value in [("charts/learning_rate", optimizer.param_groups[0]["lr"]), ("charts/SPS", sps),
+                               ("losses/value_loss", v_loss.item()), ("losses/policy_loss", pg_loss.item()),
+                               ("losses/entropy", entropy_loss.item()), ("losses/old_approx_kl", old_approx_kl.item()),
+                               ("losses/approx_kl", approx_kl.item()), ("losses/clipfrac", torch.stack(clipfracs).mean().item()),
+                               ("losses/explained_variance", explained_var)]:  # fmt: skip
+                writer.add_scalar(tag, value, global_step)
             if pbar:
                 pbar.update(global_step - pbar.n)
                 pbar.set_postfix(SPS=sps, ret=f"{stats.recent_mean():.1f}")
@@ -499,33 +498,11 @@ def main(args: Args) -> Path:
             if args.save_model and next_ckpt is not None and global_step >= next_ckpt:
                 save(global_step)
                 next_ckpt += args.checkpoint_every
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        if pbar:
-            pbar.close()
-        envs.close()
-
-    path = save(global_step) if args.save_model or stop["requested"] else None
-    if stop["requested"]:
-        writer.close()
-        print(f"stopped at global_step {global_step}; checkpoint: {path}\nresume with: python {module}.py --resume {path}")
-        return path
-    if path is not None and args.eval_episodes > 0:
-        from evaluate import evaluate_checkpoint  # lazy: evaluation is not needed to train
-
-        result = evaluate_checkpoint(
-            path, num_games=args.eval_episodes, seeds=[0], deterministic=False,
-            video_root=str(run_dir) if args.capture_video else None, device=str(device),
-        )  # fmt: skip
-        for i, score in enumerate(result["scores"]):
-            writer.add_scalar("eval/episodic_return", score, i)
-        print(f"eval: {args.eval_episodes} games, mean return {np.mean(result['scores']):.2f}")
-    writer.close()
-    if args.track:
-        import wandb
-
-        wandb.finish()
+    if pbar:
+        pbar.close()
+    envs.close()
+    path = save(global_step) if args.save_model or stop.requested else None
+    finish_run(args, module, path, stop.requested, writer, run_dir, device)
     return path
 
 

@@ -119,10 +119,11 @@ def save_checkpoint(
     }
     if resume is not None:
         payload["resume"] = resume
-    return _write_atomic(payload, Path(path))
+    return write_atomic(payload, Path(path))
 
 
-def _write_atomic(payload: dict[str, Any], path: Path) -> Path:
+def write_atomic(payload: dict[str, Any], path: Path) -> Path:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`: never a truncated file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -161,11 +162,31 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
+RESUME_FLAGS = ("total_timesteps", "checkpoint_every", "progress", "device", "track", "save_buffer")
+
+
+def load_for_resume(args: Any, module: str) -> tuple[Any, dict[str, Any]]:
+    """``--resume``: load `module`'s checkpoint; the run keeps its own Args, only RESUME_FLAGS set on the command line
+    (different from their defaults) may change. Exits with a one-line error for any other checkpoint."""
+    try:
+        ckpt = load_checkpoint(args.resume)
+    except CheckpointError as e:
+        sys.exit(f"error: --resume: {e}")
+    if ckpt["script"] != module:
+        sys.exit(f"error: --resume: {args.resume} was written by {ckpt['script']}.py, not {module}.py")
+    if "resume" not in ckpt:
+        sys.exit(f"error: --resume: {args.resume} has no resume state (a stripped checkpoint); evaluate it instead")
+    fields = dataclasses.fields(args)
+    cli = {f.name: getattr(args, f.name) for f in fields if f.name in RESUME_FLAGS and getattr(args, f.name) != f.default}
+    saved = {f.name: ckpt["args"].get(f.name, f.default) for f in fields}
+    return dataclasses.replace(type(args)(**saved), resume=args.resume, **cli), ckpt
+
+
 def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a checkpoint without its resume state (optimizer, RNG, replay): small and shareable."""
     ckpt = load_checkpoint(src)
     ckpt.pop("resume", None)
-    return _write_atomic(ckpt, Path(dst))
+    return write_atomic(ckpt, Path(dst))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+# OpenMP threads spin while they wait; on a CPU shared with another process (a training run) that costs ~10x.
+# Set before torch is imported, for this process and the scripts it starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ENV = dict(os.environ)
 REPO = Path(__file__).resolve().parents[1]
 
 # Flags that make each script's smoke run take a few seconds on a 2-core CPU.
 TINY = {
     "ppo_atari": ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1", "--total-timesteps", "128"],
-}
+    "dqn_per_dueling_atari": ["--num-envs", "2", "--buffer-size", "4000", "--learning-starts", "64", "--batch-size", "4",
+                              "--train-frequency", "1", "--target-network-frequency", "50", "--checkpoint-every", "0",
+                              "--total-timesteps", "250"],
+}  # fmt: skip
 
 
 def run_script(script: str, *args: str, cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     """Run `python <repo>/<script>.py args...` in cwd without a TTY; raise with its output on failure when check."""
     proc = subprocess.run([sys.executable, str(REPO / f"{script}.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=ENV)  # fmt: skip
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -42,10 +50,24 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+_TRAINED: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
-def trained_ppo(tmp_path_factory) -> Path:
-    """A checkpoint from a tiny ppo_atari run, shared by the evaluation tests."""
-    cwd = tmp_path_factory.mktemp("ppo_ckpt")
-    run_script("ppo_atari", *TINY["ppo_atari"], "--eval-episodes", "0", cwd=cwd)
-    (ckpt,) = cwd.glob("runs/*/ppo_atari.pt")
-    return ckpt
+def trained(tmp_path_factory):
+    """trained(script) -> checkpoint of a tiny run of that script, trained once per test session."""
+
+    def get(script: str) -> Path:
+        if script not in _TRAINED:
+            assert script in TINY, f"add smoke-run flags for {script}.py to TINY in tests/conftest.py"
+            cwd = tmp_path_factory.mktemp(script)
+            run_script(script, *TINY[script], "--eval-episodes", "0", cwd=cwd)
+            (_TRAINED[script],) = cwd.glob(f"runs/*/{script}.pt")
+        return _TRAINED[script]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def trained_ppo(trained) -> Path:
+    return trained("ppo_atari")

@@ -82,7 +82,7 @@ def test_stall_guard_ends_a_never_fire_policy(trained_ppo):
     loaded = load_agent(trained_ppo, torch.device("cpu"))
     loaded.agent.act = lambda obs, greedy: (np.zeros(len(obs), dtype=np.int64), np.zeros((len(obs), 4), np.float32))
     opts = evaluate.EvalArgs(num_games=2, num_envs=2, stall_steps=40, events=True)
-    lives, games, _ = evaluate.play(loaded, seed=0, opts=opts, video_dir=None)
+    lives, games, _ = evaluate.play(loaded, seed=0, opts=opts, video_root=None)
     assert [g["end_reason"] for g in games] == ["stall", "stall"]
     assert all(g["length"] == 40 and g["score"] == 0 for g in games)
     assert all(r["agent_fire"] == 0 and r["serve_latency"] == "" for r in lives)

@@ -120,7 +120,7 @@ def test_ctrl_c_saves_and_resume_continues_steps_and_lr(tmp_path):
     (ckpt_path,) = tmp_path.glob("runs/*/ppo_atari.pt")
     stopped_at = torch.load(ckpt_path, weights_only=True)["global_step"]
     assert 0 < stopped_at < 3200 and stopped_at % 64 == 0, "interrupted at an iteration boundary"
-    assert f"--resume {ckpt_path}" in out
+    assert f"--resume {ckpt_path.relative_to(tmp_path)}" in out
 
     run_script("ppo_atari", "--resume", str(ckpt_path), cwd=tmp_path)
     assert torch.load(ckpt_path, weights_only=True)["global_step"] == 3200
