@@ -20,7 +20,8 @@ from conftest import REPO
 from tools.sync_copies import fix_file, marked_blocks, top_level
 
 PARENT = "ppo_atari"
-REQUIRED_COPIES = ["env_protocol", "FireOnReset", "make_env", "make_vector_env", "pick_device"]
+# every script carries these unchanged; make_env / make_vector_env are copied too where the observation is the same
+REQUIRED_COPIES = ["env_protocol", "FireOnReset", "pick_device", "open_run", "GracefulStop", "finish_run"]
 SHARED_ARGS = ["exp_name", "seed", "torch_deterministic", "device", "track", "wandb_project_name", "wandb_entity", "capture_video",
                "save_model", "eval_episodes", "checkpoint_every", "resume", "progress", "runs_dir",
                "env_id", "fire_reset", "noop_max", "frame_stack"]  # fmt: skip
