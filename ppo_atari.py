@@ -194,9 +194,10 @@ def open_run(args, ckpt):
     if args.track:
         import wandb
 
-        wandb_id = wandb_id or wandb.util.generate_id()
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args),
-                   name=run_dir.name, id=wandb_id, resume="allow", dir=str(run_dir), save_code=True)  # fmt: skip
+        run_dir.mkdir(parents=True, exist_ok=True)
+        wandb_id = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                              config=vars(args), name=run_dir.name, id=wandb_id, resume="allow", dir=str(run_dir),
+                              save_code=True).id  # fmt: skip
     # a resumed run drops what the old run logged after its checkpoint (an unfinished rollout, say)
     writer = SummaryWriter(str(run_dir), purge_step=ckpt["global_step"] + 1 if ckpt is not None else None)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))

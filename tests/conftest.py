@@ -24,10 +24,11 @@ TINY = {
 }  # fmt: skip
 
 
-def run_script(script: str, *args: str, cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+def run_script(script: str, *args: str, cwd: Path, timeout: float = 300, check: bool = True,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """Run `python <repo>/<script>.py args...` in cwd without a TTY; raise with its output on failure when check."""
     proc = subprocess.run([sys.executable, str(REPO / f"{script}.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env=ENV)  # fmt: skip
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=ENV | (env or {}))  # fmt: skip
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

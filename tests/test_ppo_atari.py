@@ -143,3 +143,12 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
                               model={}, resume={})  # fmt: skip
     msg = one_line_error(run_script("ppo_atari", "--resume", str(foreign), cwd=tmp_path, check=False))
     assert "dqn_per_dueling_atari" in msg
+
+
+def test_wandb_offline_tracking(tmp_path):
+    run_script("ppo_atari", *TINY["ppo_atari"], "--eval-episodes", "0", "--track", cwd=tmp_path,
+               env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})  # fmt: skip
+    (ckpt_path,) = tmp_path.glob("runs/*/ppo_atari.pt")
+    run_id = torch.load(ckpt_path, weights_only=True)["resume"]["wandb_run_id"]
+    (offline_run,) = ckpt_path.parent.glob(f"wandb/offline-run-*-{run_id}")
+    assert list(offline_run.glob("*.wandb")), "the offline run holds its synced data"
