@@ -413,7 +413,7 @@ def apply_env_override(loaded: LoadedAgent, env_id: str) -> None:
         new = loaded.module.env_protocol(new_args)
     except SystemExit as e:
         raise ValueError(str(e).removeprefix("error: ")) from None
-    for key in ("game", "full_action_space", "frame_stack", "observation"):
+    for key in ("game", "full_action_space"):  # the observation pipeline is the script's own, unchanged
         if new.get(key) != old.get(key):
             raise ValueError(f"--env-id {env_id} contradicts the checkpoint's protocol: {key} {old.get(key)!r} -> {new.get(key)!r}")
     loaded.args = new_args
