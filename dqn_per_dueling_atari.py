@@ -244,8 +244,9 @@ def finish_run(args, module: str, path: Optional[Path], stopped: bool, writer, r
         from evaluate import evaluate_checkpoint  # lazy: evaluation is not needed to train
 
         try:
+            video_root = str(run_dir) if args.capture_video else None
             result = evaluate_checkpoint(path, num_games=args.eval_episodes, seeds=[0], deterministic=False,
-                                         video_root=str(run_dir) if args.capture_video else None, device=str(device))  # fmt: skip
+                                         video_root=video_root, device=str(device))  # fmt: skip
         except KeyboardInterrupt:
             print(f"final evaluation interrupted; the checkpoint is saved: {path}", file=sys.stderr)
         else:

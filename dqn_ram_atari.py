@@ -1,6 +1,6 @@
-"""RAM-tap detector DQN: prioritized dueling Double DQN, n-step, on Breakout features decoded from the RAM (methods.md
-1-2) with an auxiliary paddle-hit ("tap") head. Papers: Sygnowski & Michalewski 2016 (DQN on Atari RAM), Delfosse et al.
-2023 (OCAtari). Parent: dqn_per_dueling_atari.py. Example: python dqn_ram_atari.py --total-timesteps 3000000
+"""RAM-tap detector DQN: prioritized dueling Double DQN, n-step, on Breakout RAM features (methods.md 1-2), auxiliary tap head.
+Papers: Sygnowski & Michalewski 2016 (DQN on Atari RAM), Delfosse et al. 2023 (OCAtari). Parent: dqn_per_dueling_atari.py.
+Example: python dqn_ram_atari.py --total-timesteps 3000000
 """
 
 import random
@@ -316,8 +316,9 @@ def finish_run(args, module: str, path: Optional[Path], stopped: bool, writer, r
         from evaluate import evaluate_checkpoint  # lazy: evaluation is not needed to train
 
         try:
+            video_root = str(run_dir) if args.capture_video else None
             result = evaluate_checkpoint(path, num_games=args.eval_episodes, seeds=[0], deterministic=False,
-                                         video_root=str(run_dir) if args.capture_video else None, device=str(device))  # fmt: skip
+                                         video_root=video_root, device=str(device))  # fmt: skip
         except KeyboardInterrupt:
             print(f"final evaluation interrupted; the checkpoint is saved: {path}", file=sys.stderr)
         else:
@@ -466,7 +467,6 @@ class QNetwork(nn.Module):
 
 class QAgent:
     """The evaluation side of the contract (common/contract.py): scores are Q-values, epsilon-greedy unless greedy."""
-
     score_kind = "q_values"
 
     def __init__(self, net: QNetwork, device: torch.device):

@@ -28,8 +28,9 @@ from common.contract import ContractError, LoadedAgent, load_agent
 from common.events import BreakoutEventWrapper, decode_ram
 
 HUMAN, RANDOM = 30.5, 1.7  # Breakout human / random scores (DQN Zoo atari_data.py; Atari-100k, rliable)
-LIFE_FIELDS = ["game", "seed", "life", "return", "length", "serve_latency", "agent_fire", "scripted_fire", "first_hit_step",
-               "paddle_hits", "bricks_hit", "longest_brick_streak", "mean_qgap", "mean_merged_qgap", "zero_reward"]  # fmt: skip
+LIFE_FIELDS = ["game", "seed", "life", "return", "length", "serve_latency", "agent_fire", "scripted_fire",
+               "first_hit_step", "paddle_hits", "bricks_hit", "longest_brick_streak", "mean_qgap", "mean_merged_qgap",
+               "zero_reward"]  # fmt: skip
 GAME_FIELDS = ["game", "seed", "score", "length", "frames", "lives_used", "zero_reward_lives", "end_reason", "mean_qgap"]
 
 
@@ -151,7 +152,8 @@ class Game:
         for i, lf in enumerate(self.lives):
             lives.append({
                 "game": self.index, "seed": self.seed, "life": i, "return": lf["ret"], "length": lf["length"],
-                "serve_latency": ev(lf["serve_latency"]), "agent_fire": ev(lf["agent_fire"]), "scripted_fire": lf["scripted_fire"],
+                "serve_latency": ev(lf["serve_latency"]), "agent_fire": ev(lf["agent_fire"]),
+                "scripted_fire": lf["scripted_fire"],
                 "first_hit_step": ev(lf["first_hit"]), "paddle_hits": ev(lf["taps"]), "bricks_hit": ev(lf["bricks"]),
                 "longest_brick_streak": ev(longest_streak(lf["seq"])), "mean_qgap": float(np.mean(lf["gaps"])),
                 "mean_merged_qgap": float(np.nanmean(lf["mgaps"])) if not np.all(np.isnan(lf["mgaps"])) else "",
@@ -168,13 +170,15 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
     mod, args, agent = loaded.module, loaded.args, loaded.agent
     greedy = opts.deterministic
     n = min(opts.num_envs, opts.num_games)
-    envs = [mod.make_env(args, seed, i, capture_video=video_root is not None and i == 0, run_dir=video_root)() for i in range(n)]
+    envs = [
+        mod.make_env(args, seed, i, capture_video=video_root is not None and i == 0, run_dir=video_root)() for i in range(n)
+    ]
     breakout = mod.env_protocol(args)["game"] == "breakout"
     if opts.events and breakout:
         envs = [BreakoutEventWrapper(e) for e in envs]
     meanings = envs[0].unwrapped.get_action_meanings()
     noop, fire = meanings.index("NOOP"), meanings.index("FIRE") if "FIRE" in meanings else -1
-    rng = np.random.default_rng(seed)
+    np.random.seed(seed)  # the agents' sampling / epsilon-greedy draws
     torch.manual_seed(seed)
     agent.reset(n)
     games: list[Game | None] = [None] * n
@@ -198,11 +202,8 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
         start(i)
     while any(g is not None for g in games):
         batch = np.stack(obs) if not isinstance(obs[0], dict) else {k: np.stack([o[k] for o in obs]) for k in obs[0]}
-        actions, scores = agent.act(batch, greedy)
+        actions, scores = agent.act(batch, greedy)  # value agents are epsilon-greedy themselves when not greedy
         scores = np.asarray(scores, dtype=np.float64)
-        if agent.score_kind == "q_values" and not greedy:
-            explore = rng.random(n) < agent.epsilon
-            actions = np.where(explore, rng.integers(0, scores.shape[1], n), actions)
         gaps = top2_gap(scores)
         mgaps = merged_gap(scores, in_play, noop, fire, agent.score_kind) if breakout and fire >= 0 else np.full(n, np.nan)
         for i, game in enumerate(games):
@@ -255,32 +256,50 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
     scores = [g["score"] for g in games]
     ev = [r for r in lives if r["agent_fire"] != ""]
     out = {
-        "checkpoint": {"path": str(loaded.path), "script": ck["script"], "global_step": ck["global_step"],
-                       "git_commit": ck.get("git_commit"), "versions": ck.get("versions"), "args": ck["args"]},
+        "checkpoint": {
+            "path": str(loaded.path),
+            "script": ck["script"],
+            "global_step": ck["global_step"],
+            "git_commit": ck.get("git_commit"),
+            "versions": ck.get("versions"),
+            "args": ck["args"],
+        },
         "protocol": ck["protocol"] | ({"env_id_override": opts.env_id} if opts.env_id else {}),
-        "evaluation": {"mode": "deterministic" if opts.deterministic else "stochastic", "num_games_per_seed": opts.num_games,
-                       "seeds": list(opts.seeds), "base_seed": loaded.args.seed, "stall_steps": opts.stall_steps,
-                       "epsilon": None if opts.deterministic or loaded.agent.score_kind != "q_values" else loaded.agent.epsilon,
-                       "score_kind": loaded.agent.score_kind, "ablate": opts.ablate, "events": opts.events,
-                       "wall_seconds": wall, "games_per_minute": 60 * len(games) / wall if wall else None},
+        "evaluation": {
+            "mode": "deterministic" if opts.deterministic else "stochastic",
+            "num_games_per_seed": opts.num_games,
+            "seeds": list(opts.seeds),
+            "base_seed": loaded.args.seed,
+            "stall_steps": opts.stall_steps,
+            "epsilon": None if opts.deterministic or loaded.agent.score_kind != "q_values" else loaded.agent.epsilon,
+            "score_kind": loaded.agent.score_kind,
+            "ablate": opts.ablate,
+            "events": opts.events,
+            "wall_seconds": wall,
+            "games_per_minute": 60 * len(games) / wall if wall else None,
+        },
         "per_seed": {str(s): stats([g["score"] for g in games if g["seed"] == loaded.args.seed + s]) for s in opts.seeds},
         "pooled": stats(scores),
         "life_return": stats([r["return"] for r in lives]),
         "zero_reward_life_fraction": float(np.mean([r["zero_reward"] for r in lives])) if lives else None,
         "end_reasons": {k: sum(g["end_reason"] == k for g in games) for k in ("game_over", "frame_cap", "stall")},
-        "qgap": {"label": "Q-value gap" if loaded.agent.score_kind == "q_values" else "logit margin (not a Q-value)",
-                 "gap": stats(gaps["gap"].tolist()) | {"p10": float(np.quantile(gaps["gap"], 0.1)), "p90": float(np.quantile(gaps["gap"], 0.9))},
-                 "merged": stats(gaps["merged"][~np.isnan(gaps["merged"])].tolist())},  # fmt: skip
+        "qgap": {
+            "label": "Q-value gap" if loaded.agent.score_kind == "q_values" else "logit margin (not a Q-value)",
+            "gap": stats(gaps["gap"].tolist())
+            | {"p10": float(np.quantile(gaps["gap"], 0.1)), "p90": float(np.quantile(gaps["gap"], 0.9))},
+            "merged": stats(gaps["merged"][~np.isnan(gaps["merged"])].tolist()),
+        },  # fmt: skip
     }
     if breakout:
-        out["human_normalized"] = {"mean": (out["pooled"]["mean"] - RANDOM) / (HUMAN - RANDOM), "random": RANDOM, "human": HUMAN,
+        hns = (out["pooled"]["mean"] - RANDOM) / (HUMAN - RANDOM)
+        out["human_normalized"] = {"mean": hns, "random": RANDOM, "human": HUMAN,
                                    "source": "DQN Zoo atari_data.py (human 30.5, random 1.7)"}  # fmt: skip
     if ev:
         out["events"] = {
             "serve_failures": sum(r["paddle_hits"] == 0 for r in ev),
             "serve_failure_definition": "a life that ended without a single paddle hit",
             "high_fire_retries": sum(r["agent_fire"] > opts.high_fire for r in ev),
-            "high_fire_definition": f"a life with more than {opts.high_fire} agent FIRE presses (FIRE only matters on a serve)",
+            "high_fire_definition": f"a life with more than {opts.high_fire} agent FIRE presses (FIRE only acts on a serve)",
             "serve_latency": stats([r["serve_latency"] for r in ev if r["serve_latency"] != ""]),
             "paddle_hits_per_life": stats([r["paddle_hits"] for r in ev]),
             "longest_brick_streak": stats([r["longest_brick_streak"] for r in ev]),
@@ -299,8 +318,9 @@ def write_outputs(out_dir: Path, lives: list[dict], games: list[dict], summary: 
 
 def console_summary(s: dict) -> str:
     p, e = s["pooled"], s.get("events", {})
+    eps = f" eps={s['evaluation']['epsilon']}" if s["evaluation"]["epsilon"] else ""
     lines = [f"{s['checkpoint']['script']} @ {s['checkpoint']['global_step']} steps | {s['protocol']['env_id']} | "
-             f"{s['evaluation']['mode']}" + (f" eps={s['evaluation']['epsilon']}" if s["evaluation"]["epsilon"] else "")]  # fmt: skip
+             f"{s['evaluation']['mode']}{eps}"]  # fmt: skip
     for seed, st in s["per_seed"].items():
         lines.append(f"  seed +{seed}: {st['n']} games, mean {st['mean']:.2f} +- {st['std']:.2f}, median {st['median']:.1f}")
     lines.append(f"  pooled: mean {p['mean']:.2f} +- {p['std']:.2f} (95% CI {p['ci95'][0]:.2f}..{p['ci95'][1]:.2f}), "
@@ -309,8 +329,8 @@ def console_summary(s: dict) -> str:
         lines.append(f"  human-normalised: {s['human_normalized']['mean']:.3f}")
     lines.append(f"  zero-reward lives: {100 * s['zero_reward_life_fraction']:.1f}% | end reasons: {s['end_reasons']}")
     if e:
-        lines.append(f"  serve failures (no paddle hit): {e['serve_failures']} | high-FIRE retries: {e['high_fire_retries']} | "
-                     f"median serve latency {e['serve_latency'].get('median', float('nan')):.0f} steps")  # fmt: skip
+        lines.append(f"  serve failures (no paddle hit): {e['serve_failures']} | high-FIRE retries: {e['high_fire_retries']}"
+                     f" | median serve latency {e['serve_latency'].get('median', float('nan')):.0f} steps")  # fmt: skip
     q = s["qgap"]
     lines.append(f"  {q['label']}: mean {q['gap']['mean']:.4f}, median {q['gap']['median']:.4f}"
                  + (f" | merged NOOP/FIRE: mean {q['merged']['mean']:.4f}" if q["merged"].get("n") else ""))  # fmt: skip
@@ -342,7 +362,8 @@ def make_plots(out_dir: str | Path) -> list[Path]:
          lambda ax: ax.boxplot([by_life[k] for k in sorted(by_life)], tick_labels=[str(k) for k in sorted(by_life)])),
         ("serve_latency_hist.png", "serve latency (agent steps)", lambda ax: ax.hist(col(lives, "serve_latency"), bins=30)),
         ("fire_per_life.png", "agent FIRE presses per life", lambda ax: ax.hist(col(lives, "agent_fire"), bins=30)),
-        ("brick_streaks.png", "longest brick streak per life", lambda ax: ax.hist(col(lives, "longest_brick_streak"), bins=20)),
+        ("brick_streaks.png", "longest brick streak per life",
+         lambda ax: ax.hist(col(lives, "longest_brick_streak"), bins=20)),
         ("qgap_hist.png", "mean Q-gap / logit margin per life", lambda ax: ax.hist(col(lives, "mean_qgap"), bins=30)),
     ]  # fmt: skip
     written = []
@@ -376,7 +397,20 @@ def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
                      str(p["n"]), f"{p['mean']:.2f}", f"{p['std']:.2f}", f"{p['median']:.1f}", f"{p['iqm']:.2f}",
                      f"{100 * s['zero_reward_life_fraction']:.1f}%", str(e.get("serve_failures", "-")),
                      f"{s['qgap']['gap']['mean']:.4f}"])  # fmt: skip
-    head = ["run", "script", "steps", "mode", "games", "mean", "std", "median", "IQM", "zero-rew lives", "serve fails", "mean gap"]
+    head = [
+        "run",
+        "script",
+        "steps",
+        "mode",
+        "games",
+        "mean",
+        "std",
+        "median",
+        "IQM",
+        "zero-rew lives",
+        "serve fails",
+        "mean gap",
+    ]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + rows)
     fig, ax = plt.subplots(figsize=(1.6 * len(dirs) + 3, 4))
@@ -415,7 +449,9 @@ def apply_env_override(loaded: LoadedAgent, env_id: str) -> None:
         raise ValueError(str(e).removeprefix("error: ")) from None
     for key in ("game", "full_action_space"):  # the observation pipeline is the script's own, unchanged
         if new.get(key) != old.get(key):
-            raise ValueError(f"--env-id {env_id} contradicts the checkpoint's protocol: {key} {old.get(key)!r} -> {new.get(key)!r}")
+            raise ValueError(
+                f"--env-id {env_id} contradicts the checkpoint's protocol: {key} {old.get(key)!r} -> {new.get(key)!r}"
+            )
     loaded.args = new_args
 
 

@@ -231,8 +231,9 @@ def finish_run(args, module: str, path: Optional[Path], stopped: bool, writer, r
         from evaluate import evaluate_checkpoint  # lazy: evaluation is not needed to train
 
         try:
+            video_root = str(run_dir) if args.capture_video else None
             result = evaluate_checkpoint(path, num_games=args.eval_episodes, seeds=[0], deterministic=False,
-                                         video_root=str(run_dir) if args.capture_video else None, device=str(device))  # fmt: skip
+                                         video_root=video_root, device=str(device))  # fmt: skip
         except KeyboardInterrupt:
             print(f"final evaluation interrupted; the checkpoint is saved: {path}", file=sys.stderr)
         else:
@@ -332,11 +333,11 @@ def make_agent(checkpoint: dict, device: torch.device) -> PolicyAgent:
 
 
 def check_args(args: Args) -> None:
-    for name in ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "frame_stack", "learning_rate",
-                 "eval_episodes", "checkpoint_every", "noop_max"]:  # fmt: skip
-        minimum = 0 if name in ("eval_episodes", "checkpoint_every", "noop_max") else 1e-12
-        if getattr(args, name) < minimum:
-            sys.exit(f"error: --{name.replace('_', '-')} must be {'>= 0' if minimum == 0 else 'positive'}, got {getattr(args, name)}")
+    for name in ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "frame_stack",
+                 "learning_rate", "eval_episodes", "checkpoint_every", "noop_max"]:  # fmt: skip
+        value, may_be_zero = getattr(args, name), name in ("eval_episodes", "checkpoint_every", "noop_max")
+        if value < 0 or (value == 0 and not may_be_zero):
+            sys.exit(f"error: --{name.replace('_', '-')} must be {'>= 0' if may_be_zero else 'positive'}, got {value}")
     if args.num_envs * args.num_steps % args.num_minibatches:
         sys.exit(f"error: num_envs*num_steps={args.num_envs * args.num_steps} is not divisible by --num-minibatches")
     if args.total_timesteps < args.num_envs * args.num_steps:
@@ -466,7 +467,8 @@ def main(args: Args) -> Path:
                     newvalue = newvalue.view(-1)
                     if args.clip_vloss:
                         v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
-                        v_clipped = b_values[mb_inds] + torch.clamp(newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef)
+                        v_delta = torch.clamp(newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef)
+                        v_clipped = b_values[mb_inds] + v_delta
                         v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
                         v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
                     else:
@@ -485,10 +487,11 @@ def main(args: Args) -> Path:
             var_y = np.var(y_true)
             explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
             sps = int((global_step - start_step) / (time.time() - start_time))
+            clipfrac = torch.stack(clipfracs).mean().item()
             for tag, value in [("charts/learning_rate", optimizer.param_groups[0]["lr"]), ("charts/SPS", sps),
                                ("losses/value_loss", v_loss.item()), ("losses/policy_loss", pg_loss.item()),
                                ("losses/entropy", entropy_loss.item()), ("losses/old_approx_kl", old_approx_kl.item()),
-                               ("losses/approx_kl", approx_kl.item()), ("losses/clipfrac", torch.stack(clipfracs).mean().item()),
+                               ("losses/approx_kl", approx_kl.item()), ("losses/clipfrac", clipfrac),
                                ("losses/explained_variance", explained_var)]:  # fmt: skip
                 writer.add_scalar(tag, value, global_step)
             if pbar:

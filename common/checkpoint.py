@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(argv) == 2 and argv[0] == "show":
             ckpt = load_checkpoint(argv[1])
             n_params = sum(v.numel() for v in ckpt["model"].values())
-            print(f"script={ckpt['script']} global_step={ckpt['global_step']} params={n_params} commit={ckpt.get('git_commit')}")
+            print(
+                f"script={ckpt['script']} global_step={ckpt['global_step']} params={n_params} commit={ckpt.get('git_commit')}"
+            )
             print(f"protocol={ckpt['protocol']}")
             print(f"resume state: {'yes' if 'resume' in ckpt else 'no'}; versions={ckpt.get('versions')}")
             return 0

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Flags that make each script's smoke run take a few seconds on a 2-core CPU.
 TINY = {
-    "ppo_atari": ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1", "--total-timesteps", "128"],
+    "ppo_atari": ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1",
+                  "--total-timesteps", "128"],
     "dqn_per_dueling_atari": ["--num-envs", "2", "--buffer-size", "4000", "--learning-starts", "64", "--batch-size", "4",
                               "--train-frequency", "1", "--target-network-frequency", "50", "--checkpoint-every", "0",
                               "--total-timesteps", "250"],
@@ -33,7 +34,9 @@ def run_script(script: str, *args: str, cwd: Path, timeout: float = 300, check: 
     proc = subprocess.run([sys.executable, str(REPO / f"{script}.py"), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, env=ENV | (env or {}))  # fmt: skip
     if check and proc.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{script} {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 

@@ -22,8 +22,8 @@ from tools.sync_copies import fix_file, marked_blocks, top_level
 PARENT = "ppo_atari"
 # every script carries these unchanged; make_env / make_vector_env are copied too where the observation is the same
 REQUIRED_COPIES = ["env_protocol", "FireOnReset", "pick_device", "open_run", "GracefulStop", "finish_run"]
-SHARED_ARGS = ["exp_name", "seed", "torch_deterministic", "device", "track", "wandb_project_name", "wandb_entity", "capture_video",
-               "save_model", "eval_episodes", "checkpoint_every", "resume", "progress", "runs_dir",
+SHARED_ARGS = ["exp_name", "seed", "torch_deterministic", "device", "track", "wandb_project_name", "wandb_entity",
+               "capture_video", "save_model", "eval_episodes", "checkpoint_every", "resume", "progress", "runs_dir",
                "env_id", "fire_reset", "noop_max", "frame_stack"]  # fmt: skip
 SEEDING_BLOCK = """    random.seed(args.seed)
     np.random.seed(args.seed)
@@ -96,7 +96,9 @@ def test_signature_seeding_and_imports(script):
 
 def test_sync_copies_rewrites_a_drifted_block(tmp_path):
     path = tmp_path / "variant_atari.py"
-    path.write_text("import sys\n\n\n# Copied from ppo_atari.pick_device\ndef pick_device(name):\n    return 'cuda'\n\n\nX = 1\n")
+    path.write_text(
+        "import sys\n\n\n# Copied from ppo_atari.pick_device\ndef pick_device(name):\n    return 'cuda'\n\n\nX = 1\n"
+    )
     assert fix_file(path, write=False) == ["pick_device"]
     assert fix_file(path, write=True) == ["pick_device"] and fix_file(path, write=False) == []
     text = path.read_text()

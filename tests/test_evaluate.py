@@ -81,6 +81,8 @@ def test_outputs_are_complete_and_consistent(eval_dir):
 def test_stall_guard_ends_a_never_fire_policy(trained_ppo):
     loaded = load_agent(trained_ppo, torch.device("cpu"))
     loaded.agent.act = lambda obs, greedy: (np.zeros(len(obs), dtype=np.int64), np.zeros((len(obs), 4), np.float32))
+    # posing as a value agent with epsilon 1: evaluate must not add exploration of its own (the agent's act does it)
+    loaded.agent.score_kind, loaded.agent.epsilon = "q_values", 1.0
     opts = evaluate.EvalArgs(num_games=2, num_envs=2, stall_steps=40, events=True)
     lives, games, _ = evaluate.play(loaded, seed=0, opts=opts, video_root=None)
     assert [g["end_reason"] for g in games] == ["stall", "stall"]

@@ -57,7 +57,9 @@ def play(env_id: str, seed: int, render: bool, eps: float = 0.1, max_steps: int 
         _, r, term, trunc, info = env.step(a)
         done = term or trunc
         px = pixels(env.render()) if render else None
-        recs.append({"a": a, "r": float(r), "lives": info["lives"], "ev": info["events"], "ram": ale.getRAM().copy(), "px": px})
+        recs.append(
+            {"a": a, "r": float(r), "lives": info["lives"], "ev": info["events"], "ram": ale.getRAM().copy(), "px": px}
+        )
     env.close()
     return {"recs": recs, "done": done, "reset_ram": reset_ram}
 
@@ -95,8 +97,10 @@ def test_ram_positions_match_pixels(games):
             pad.append(paddle - s.paddle_x)
     bx, by, pad = np.abs(bx), np.abs(by), np.abs(pad)
     assert n_ball > 300 and len(bx) >= 0.98 * n_ball, f"ball found in {len(bx)}/{n_ball} frames"
-    msg = (f"exact/<=1px agreement: ball x {np.mean(bx == 0):.3f}/{np.mean(bx <= 1):.3f}, ball y {np.mean(by == 0):.3f}/"
-           f"{np.mean(by <= 1):.3f} (n={len(bx)}), paddle {np.mean(pad == 0):.3f}/{np.mean(pad <= 1):.3f} (n={len(pad)})")
+    msg = (
+        f"exact/<=1px agreement: ball x {np.mean(bx == 0):.3f}/{np.mean(bx <= 1):.3f}, ball y {np.mean(by == 0):.3f}/"
+        f"{np.mean(by <= 1):.3f} (n={len(bx)}), paddle {np.mean(pad == 0):.3f}/{np.mean(pad <= 1):.3f} (n={len(pad)})"
+    )
     assert np.mean(bx <= 1) >= 0.97 and np.mean(by <= 1) >= 0.97 and np.mean(pad <= 1) >= 0.97, msg
     assert np.mean(bx == 0) >= 0.9 and np.mean(by == 0) >= 0.9 and np.mean(pad == 0) >= 0.9, msg
 
@@ -113,8 +117,8 @@ def test_taps_match_velocity_rule(games):
         assert (y[taps] >= TAP_MIN_Y).all() and (vy[taps] < 0).all(), "a tap away from the paddle or with the ball falling"
         t_tap, t_vel = np.nonzero(taps)[0], np.nonzero(vel)[0]
         n_tap, n_vel = n_tap + len(t_tap), n_vel + len(t_vel)
-        n_matched += sum(bool(taps[t:t + 2].any()) for t in t_vel)  # detector fires on the same step or one later
-        n_tap_matched += sum(bool(vel[max(t - 1, 0):t + 1].any()) for t in t_tap)
+        n_matched += sum(bool(taps[t : t + 2].any()) for t in t_vel)  # detector fires on the same step or one later
+        n_tap_matched += sum(bool(vel[max(t - 1, 0) : t + 1].any()) for t in t_tap)
     msg = f"velocity-rule taps found {n_matched}/{n_vel}, detector taps confirmed {n_tap_matched}/{n_tap}"
     assert n_vel >= 40 and n_matched >= 0.9 * n_vel and n_tap_matched >= 0.9 * n_tap, msg
 
