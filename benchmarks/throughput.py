@@ -38,7 +38,8 @@ def cpu_model() -> str:
 
 
 def env_sps(mod, args, steps: int) -> float:
-    envs = mod.make_vector_env(args, args.num_envs)
+    make = getattr(mod, "make_vector_env", None) or mod.RamVectorEnv  # the RAM scripts step gymnasium envs themselves
+    envs = make(args, args.num_envs)
     envs.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = rng.integers(0, envs.single_action_space.n, size=(steps, args.num_envs))
