@@ -25,6 +25,9 @@ TINY = {
     "dqn_ram_atari": ["--num-envs", "2", "--buffer-size", "4000", "--learning-starts", "64", "--batch-size", "8",
                       "--train-frequency", "1", "--target-network-frequency", "50", "--checkpoint-every", "0",
                       "--total-timesteps", "400"],
+    "hybrid_atari": ["--num-envs", "2", "--buffer-size", "4000", "--learning-starts", "64", "--batch-size", "4",
+                     "--train-frequency", "1", "--target-network-frequency", "50", "--checkpoint-every", "0",
+                     "--total-timesteps", "250"],
 }  # fmt: skip
 
 

@@ -1,0 +1,650 @@
+"""Hybrid RAM + pixel DQN: prioritized dueling Double DQN, n-step, late fusion of a Nature-CNN and a RAM-feature MLP.
+Papers: Sygnowski & Michalewski 2016 (screen + RAM DQN); methods.md 3. Parents: dqn_per_dueling_atari.py, dqn_ram_atari.py.
+Example: python hybrid_atari.py --total-timesteps 2000000
+"""
+
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
+from common.contract import EPSILON_EVAL
+from common.episodes import EpisodeStats
+from common.events import TapDetector, decode_ram
+
+gym.register_envs(ale_py)
+
+
+@dataclass
+class Args:
+    # Experiment
+    exp_name: str = Path(__file__).stem
+    """the name of this experiment (run folder, checkpoint file, W&B run)"""
+    seed: int = 1
+    """seed of the experiment (python, numpy, torch and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    """where the network runs; auto picks cuda, then mps, then cpu"""
+    track: bool = False
+    """if toggled, log to Weights & Biases (works offline with WANDB_MODE=offline)"""
+    wandb_project_name: str = "atari-playground"
+    """the W&B project name"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """if toggled, the final evaluation records its first game to <run dir>/videos"""
+    save_model: bool = True
+    """if toggled, save checkpoints to <run dir>/<exp_name>.pt"""
+    eval_episodes: int = 10
+    """full games played by the final evaluation (0 skips it)"""
+    checkpoint_every: int = 250_000
+    """write a checkpoint every this many agent steps (0: only at the end and on Ctrl-C)"""
+    resume: Optional[str] = None
+    """path of a checkpoint of this script to continue (same run folder, step count, schedules, RNG)"""
+    progress: bool = True
+    """show a progress bar with SPS and recent return (only when stderr is a terminal)"""
+    runs_dir: str = "runs"
+    """folder that holds the run folders"""
+
+    # Environment
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """ALE env id: `XNoFrameskip-v4` (classic, no sticky actions) or `ALE/X-v5` (sticky actions 0.25)"""
+    fire_reset: bool = False
+    """if toggled, the environment presses FIRE after each game reset; off: the agent serves every ball itself"""
+    noop_max: int = 30
+    """at most this many random NOOPs at the start of each game"""
+    frame_stack: int = 4
+    """number of 84x84 grey frames stacked into one observation"""
+
+    # Algorithm
+    total_timesteps: int = 2_000_000
+    """total agent steps, summed over envs (frames = 4x)"""
+    learning_rate: float = 1e-4
+    """Adam learning rate (CleanRL dqn_atari: 1e-4; Rainbow: 6.25e-5 for 50M steps); Adam eps 1.5e-4 as in Rainbow"""
+    num_envs: int = 8
+    """parallel games, stepped in turn in this process (ale-py's vector env has no RAM); 8 batch the acting forward pass"""
+    buffer_size: int = 1_000_000
+    """replay memory capacity in transitions (DQN/Rainbow: 1M); 7164 B each (7.2 GB at 1M: frames once + RAM features)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    target_network_frequency: int = 2_000
+    """agent steps between hard target copies (CleanRL dqn_atari: 1000; Rainbow/Dopamine: 8000); between, for a short run"""
+    batch_size: int = 32
+    """transitions per gradient update (DQN, Rainbow)"""
+    start_e: float = 1.0
+    """the starting epsilon for exploration"""
+    end_e: float = 0.01
+    """the final epsilon (Rainbow/Dopamine: 0.01); evaluation uses common.contract.EPSILON_EVAL (0.001)"""
+    exploration_fraction: float = 0.10
+    """fraction of the first run's total-timesteps for the linear epsilon decay (CleanRL; 200k steps ~ Dopamine's 250k)"""
+    learning_starts: int = 20_000
+    """agent steps stored before learning starts (Rainbow/Dopamine: 80k frames = 20k agent steps)"""
+    train_frequency: int = 4
+    """agent steps per gradient update (replay ratio of DQN, Rainbow and CleanRL)"""
+    n_step: int = 3
+    """n-step returns; 3 as in Rainbow (Dopamine, CleanRL), whose ablation ranks multi-step and PER its two most vital parts"""
+    prioritized_replay_alpha: float = 0.6
+    """priority exponent alpha (PER proportional variant; methods.md section 7)"""
+    prioritized_replay_beta: float = 0.4
+    """initial importance-sampling exponent beta, annealed linearly to 1 over the first run's total-timesteps (PER)"""
+    prioritized_replay_eps: float = 1e-6
+    """added to |TD error| so that no transition gets priority 0"""
+    max_grad_norm: float = 10.0
+    """the maximum norm for gradient clipping (dueling paper: 10)"""
+    ram_dropout: float = 0.2
+    """modality dropout: chance of zeroing a training sample's RAM embedding (methods.md 3) so the CNN learns too; 0: off"""
+
+
+# Copied from ppo_atari.env_protocol
+def env_protocol(args) -> dict:
+    """The environment protocol, from the env id's ale-py registration plus the script's settings."""
+    try:
+        spec = gym.spec(args.env_id)
+    except gym.error.Error as e:
+        sys.exit(f"error: unknown --env-id {args.env_id!r} ({e}); try BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
+    kw = spec.kwargs
+    if spec.entry_point != "ale_py.env:AtariEnv" or kw.get("obs_type", "rgb") != "rgb":
+        sys.exit(f"error: --env-id {args.env_id!r} is not a pixel ALE env; try BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
+    if not isinstance(kw.get("frameskip", 4), int):
+        sys.exit(f"error: --env-id {args.env_id!r} has a random frameskip; use BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
+    return {
+        "env_id": args.env_id, "game": kw["game"], "frameskip": 4, "max_pool": True,
+        "repeat_action_probability": float(kw.get("repeat_action_probability", 0.25)),
+        "full_action_space": bool(kw.get("full_action_space", False)),
+        "max_num_frames_per_episode": int(kw.get("max_num_frames_per_episode") or 108_000),
+        "noop_max": args.noop_max, "fire_reset": args.fire_reset, "frame_stack": args.frame_stack,
+        "life_loss": "terminal for bootstrapping only; the game goes on",
+        "reward_clipping": "sign, for learning only; logged returns are raw", "observation": "grey 84x84 uint8",
+    }
+
+
+# Copied from ppo_atari.FireOnReset
+class FireOnReset(gym.Wrapper):
+    """Presses FIRE for one frame after each game reset, as AtariVectorEnv's use_fire_reset does; marks it as scripted."""
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self.env.step(1)
+        if terminated or truncated:
+            return self.reset(**kwargs)
+        return obs, {**info, "scripted_fire": 1}
+
+
+NUM_FEATURES, PADDLE_Y = 22, 180  # dqn_ram_atari.FEATURES (v1, in that order); ram[101] at a paddle contact (methods.md 1)
+TERM, TRUNC, FIRST, FINAL = 1, 2, 4, 8  # replay flag bits: terminated, truncated, a game's first obs, a game's final obs
+
+
+def hybrid_protocol(args) -> dict:
+    """env_protocol plus this script's observation; refuses games other than Breakout, whose RAM map this reads."""
+    p = env_protocol(args)
+    if p["game"] != "breakout":
+        sys.exit(f"error: --env-id {args.env_id!r}: hybrid_atari.py reads Breakout's RAM only; try ALE/Breakout-v5")
+    return {**p, "observation": f"grey 84x84 uint8 x{args.frame_stack} + Breakout RAM features v1 ({NUM_FEATURES} float32)"}
+
+
+# Copied from dqn_ram_atari.RamFeatureObservation
+class RamFeatureObservation(gym.Wrapper):
+    """Observation = 22 features of the RAM after each reset / step (methods.md 2, decoded by common.events), fixed scaling,
+    no stack; adds info["life_lost"]. Ranges (screen px): in_play, tap_now, descending {0,1}; ball_x (ram[99]-49)/160 in
+    [-0.05, 1], ball_y (ram[101]+9)/210 in [0, 1.05] (0 without a ball); paddle_center (ram[72]-39)/160 in [0.1, 0.95];
+    paddle_velocity = centre change/16; ball_offset (ball x + 1 - centre)/160; ball_dx, ball_dy = frame differences/16 px;
+    ram_vy int8(ram[103])/4, ram_vx -int8(ram[105])/2: all in [-1, 1], the 4 ball velocities 0 unless the ball was in play
+    before and after the step in one life. steps_since_tap/100 (clip 1); intercept_offset (x_hit + 1 - centre)/160 in
+    [-1, 1], x_hit = ball x at ram[101] = 180 with the last |dx|, reflected at the walls (8, 152 px), 0 unless descending;
+    lives/5, bricks_left/108, bricks per row/18 (bottom row first) in [0, 1]."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.observation_space = gym.spaces.Box(-2.0, 2.0, (NUM_FEATURES,), np.float32)
+
+    def features(self, ram: np.ndarray) -> np.ndarray:
+        s, prev = decode_ram(ram), self.prev
+        tap = self.tap.update(int(ram[101]))
+        self.since_tap = 0 if tap else self.since_tap + 1
+        moving = prev is not None and s.in_play and prev.in_play and s.lives == prev.lives
+        pc, x_hit = s.paddle_center, None
+        if s.in_play and s.vy > 0:  # frames to the paddle's y (vy is px/frame); x unfolded between the walls, at the
+            speed = abs(s.ball_x - prev.ball_x) / 4 if moving else abs(s.vx)  # last |dx|: RAM vx gives only the direction
+            u = (s.ball_x + np.sign(s.vx) * speed * max(PADDLE_Y - int(ram[101]), 0) / s.vy - 8) % 288
+            x_hit = 8 + (u if u <= 144 else 288 - u)
+        v = [s.in_play, s.ball_x / 160, s.ball_y / 210, pc / 160,
+             min(max((pc - prev.paddle_center) / 16, -1), 1) if prev is not None else 0,
+             (s.ball_x + 1 - pc) / 160 if s.in_play else 0,
+             min(max((s.ball_x - prev.ball_x) / 16, -1), 1) if moving else 0,
+             min(max((s.ball_y - prev.ball_y) / 16, -1), 1) if moving else 0,
+             s.vy / 4 if moving else 0, s.vx / 2 if moving else 0,
+             tap, min(self.since_tap, 100) / 100, x_hit is not None, (x_hit + 1 - pc) / 160 if x_hit is not None else 0,
+             s.lives / 5, s.bricks_left / 108, *(b / 18 for b in s.bricks_per_row)]  # fmt: skip
+        self.prev = s
+        return np.array(v, dtype=np.float32)
+
+    def reset(self, **kwargs):
+        _, info = self.env.reset(**kwargs)
+        self.tap, self.prev, self.since_tap = TapDetector(), None, 100
+        return self.features(self.env.unwrapped.ale.getRAM()), info
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = self.env.step(action)
+        lives, obs = self.prev.lives, self.features(self.env.unwrapped.ale.getRAM())
+        return obs, reward, terminated, truncated, {**info, "life_lost": self.prev.lives < lives}
+
+
+class HybridObservation(RamFeatureObservation):
+    """{"pixels": the frame stack below, "ram": the parent's features}; reset/step rewritten, as the parent's drop pixels."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.observation_space = gym.spaces.Dict({"pixels": env.observation_space, "ram": self.observation_space})
+
+    def reset(self, **kwargs):
+        pixels, info = self.env.reset(**kwargs)
+        self.tap, self.prev, self.since_tap = TapDetector(), None, 100
+        return {"pixels": pixels, "ram": self.features(self.env.unwrapped.ale.getRAM())}, info
+
+    def step(self, action):
+        pixels, reward, terminated, truncated, info = self.env.step(action)
+        lives, ram = self.prev.lives, self.features(self.env.unwrapped.ale.getRAM())
+        return {"pixels": pixels, "ram": ram}, reward, terminated, truncated, {**info, "life_lost": self.prev.lives < lives}
+
+
+def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir: Optional[str] = None):
+    """A gymnasium single env with ppo_atari's protocol (full games, raw rewards), observing pixels and RAM features."""
+
+    def thunk():
+        p = hybrid_protocol(args)
+        env = gym.make(args.env_id, frameskip=1, repeat_action_probability=p["repeat_action_probability"],
+                       full_action_space=p["full_action_space"], max_num_frames_per_episode=p["max_num_frames_per_episode"],
+                       render_mode="rgb_array" if capture_video else None)  # fmt: skip
+        if capture_video and idx == 0:
+            env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda e: e == 0, disable_logger=True)
+        if args.fire_reset:
+            env = FireOnReset(env)
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=args.noop_max, frame_skip=4, terminal_on_life_loss=False)
+        env = HybridObservation(gym.wrappers.FrameStackObservation(env, args.frame_stack, padding_type="zero"))
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+# Copied from ppo_atari.pick_device
+def pick_device(name: str) -> torch.device:
+    """cuda -> mps -> cpu for "auto"; a clear error when the asked-for device is missing."""
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if name == "auto":
+        name = next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if not available[name]:
+        sys.exit(f"error: --device {name} is not available on this machine (try --device auto)")
+    return torch.device(name)
+
+
+# Copied from ppo_atari.open_run
+def open_run(args, ckpt):
+    """Run folder and TensorBoard writer (+ W&B with --track); a resumed run continues its folder and W&B run."""
+    if ckpt is not None:
+        run_dir, wandb_id = Path(args.resume).resolve().parent, ckpt["resume"]["wandb_run_id"]
+    else:
+        run_dir = Path(args.runs_dir) / f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        wandb_id = None
+    if args.track:
+        import wandb
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        wandb_id = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                              config=vars(args), name=run_dir.name, id=wandb_id, resume="allow", dir=str(run_dir),
+                              save_code=True).id  # fmt: skip
+    # a resumed run drops what the old run logged after its checkpoint (an unfinished rollout, say)
+    writer = SummaryWriter(str(run_dir), purge_step=ckpt["global_step"] + 1 if ckpt is not None else None)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    return run_dir, writer, wandb_id
+
+
+# Copied from ppo_atari.GracefulStop
+class GracefulStop:
+    """Context manager: the first SIGINT/SIGTERM sets `requested` (the loop saves and stops), a second one aborts."""
+
+    def __enter__(self):
+        self.requested = False
+        self.old = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: saving a checkpoint at the end of this step (interrupt again to abort)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+# Copied from ppo_atari.finish_run
+def finish_run(args, module: str, path: Optional[Path], stopped: bool, writer, run_dir: Path, device: torch.device) -> None:
+    """Print how to resume a stopped run, or evaluate the final checkpoint (eval/episodic_return); close the loggers."""
+    if stopped:
+        print(f"stopped; checkpoint: {path}\nresume with: python {module}.py --resume {path}")
+    elif path is not None and args.eval_episodes > 0:
+        from evaluate import evaluate_checkpoint  # lazy: evaluation is not needed to train
+
+        try:
+            video_root = str(run_dir) if args.capture_video else None
+            result = evaluate_checkpoint(path, num_games=args.eval_episodes, seeds=[0], deterministic=False,
+                                         video_root=video_root, device=str(device))  # fmt: skip
+        except KeyboardInterrupt:
+            print(f"final evaluation interrupted; the checkpoint is saved: {path}", file=sys.stderr)
+        else:
+            for i, score in enumerate(result["scores"]):
+                writer.add_scalar("eval/episodic_return", score, i)
+            print(f"eval: {args.eval_episodes} games, mean return {np.mean(result['scores']):.2f}")
+    writer.close()
+    if args.track:
+        import wandb
+
+        wandb.finish()
+
+
+# Copied from dqn_per_dueling_atari.linear_schedule
+def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> float:
+    return end_e if duration <= 0 else max(start_e + (end_e - start_e) * t / duration, end_e)
+
+
+# Copied from dqn_per_dueling_atari.nstep_targets
+def nstep_targets(rewards, terms, truncs, gamma: float):
+    """n-step windows [B, n] -> (returns, steps to the bootstrap obs, discounts). A window ends after a terminated step
+    (life loss or game over: discount 0) or a truncated one (bootstrap from the game's final observation)."""
+    alive = np.ones_like(terms)
+    alive[:, 1:] = np.cumprod(~(terms | truncs)[:, :-1], axis=1)  # [B, n]: step k is inside the window
+    returns, steps = (alive * gamma ** np.arange(rewards.shape[1]) * rewards).sum(1), alive.sum(1)
+    return returns.astype(np.float32), steps, np.where((alive & terms).any(1), 0.0, gamma**steps).astype(np.float32)
+
+
+# Copied from dqn_per_dueling_atari.double_dqn_target
+def double_dqn_target(next_q_online, next_q_target, returns, discounts):
+    """y = R + discount * Q_target(s', argmax_a Q_online(s', a)) (van Hasselt et al. 2016); q [B, A], others [B]."""
+    return returns + discounts * next_q_target.gather(1, next_q_online.argmax(1, keepdim=True)).squeeze(1)
+
+
+# Copied from dqn_per_dueling_atari.SumTree
+class SumTree:
+    """Sum tree in one float64 array (root 1, children 2i and 2i+1, leaf j at size + j). Updates and sampling take
+    whole batches: one vectorised numpy step per tree level, no Python loop over samples."""
+
+    def __init__(self, capacity: int):
+        self.depth = max(1, (capacity - 1).bit_length())
+        self.size, self.nodes = 1 << self.depth, np.zeros(2 << self.depth)
+
+    def leaves(self, idx):
+        return self.nodes[np.asarray(idx) + self.size]
+
+    def update(self, idx, values) -> None:
+        i = np.asarray(idx, dtype=np.int64) + self.size
+        self.nodes[i] = values
+        for _ in range(self.depth):
+            i = i >> 1  # duplicate parents all get the same recomputed sum
+            self.nodes[i] = self.nodes[2 * i] + self.nodes[2 * i + 1]
+
+    def find(self, u):
+        """Leaves whose cumulative-sum intervals hold the values u [B]; never a zero-priority leaf."""
+        i = np.ones(len(u), dtype=np.int64)
+        for _ in range(self.depth):
+            left, right = self.nodes[2 * i], self.nodes[2 * i + 1]
+            go_right = ((u >= left) & (right > 0)) | (left <= 0)
+            u, i = np.where(go_right, u - left, u), 2 * i + go_right
+        return i - self.size
+
+    def sample(self, batch: int):
+        """Stratified (PER appendix B.2.1): one uniform draw in each of `batch` equal segments of the total."""
+        return self.find((np.arange(batch) + np.random.random(batch)) * (self.nodes[1] / batch))
+
+
+class ReplayMemory:
+    """dqn_per_dueling_atari.ReplayMemory (prioritized, each 84x84 frame stored once; see there) plus the RAM features of
+    each slot: 7164 B per transition. Not saved with checkpoints (no --save-buffer): a resumed run refills it."""
+
+    def __init__(self, buffer_size, num_envs, frame_stack, n_step, gamma, alpha, eps):
+        self.L, self.num_envs, self.stack, self.n, self.gamma = buffer_size // num_envs, num_envs, frame_stack, n_step, gamma
+        self.alpha, self.eps, self.max_priority, capacity = alpha, eps, 1.0, self.L * num_envs
+        self.frames, self.ram = np.zeros((capacity, 84, 84), dtype=np.uint8), np.zeros((capacity, NUM_FEATURES), np.float32)
+        (self.actions, self.flags), self.rewards = np.zeros((2, capacity), np.uint8), np.zeros(capacity, np.int8)  # sign(r)
+        self.written = np.zeros(num_envs, dtype=np.int64)  # slots ever written, per env
+        self.tree = SumTree(capacity)
+
+    def __len__(self) -> int:
+        return int(np.minimum(self.written, self.L).sum())
+
+    def _write(self, env, frames, ram, actions, rewards, flags) -> None:
+        w, base = self.written[env], env * self.L
+        slot = base + w % self.L
+        self.frames[slot], self.ram[slot], self.actions[slot], self.rewards[slot], self.flags[slot] = (
+            frames, ram, actions, rewards, flags)  # fmt: skip
+        self.written[env] += 1
+        stale = base[:, None] + (w[:, None] + np.arange(self.stack)) % self.L  # [k, S]: this slot, stacks that needed it
+        ready = base + (w - self.n) % self.L  # its n-step window is now written: in at max priority (PER)
+        ready = ready[(w >= self.n) & (self.flags[ready] & FINAL == 0)]
+        values = np.concatenate([np.zeros(stale.size), np.full(len(ready), self.max_priority**self.alpha)])
+        self.tree.update(np.concatenate([stale.ravel(), ready]), values)
+
+    def add(self, obs, actions, rewards, terms, truncs, firsts, game_over, final_obs) -> None:
+        """One vector step: obs the dict batch of s_t; final_obs the dict batch of the games that ended (game_over)."""
+        flags = (terms * TERM | truncs * TRUNC | firsts * FIRST).astype(np.uint8)
+        self._write(np.arange(self.num_envs), obs["pixels"][:, -1], obs["ram"], actions, np.sign(rewards), flags)
+        if game_over.any():
+            self._write(np.flatnonzero(game_over), final_obs["pixels"][:, -1], final_obs["ram"], 0, 0, FINAL)
+
+    def stacks(self, idx):
+        """Observations [B, S, 84, 84] rebuilt from slots idx [B]."""
+        base, t = idx // self.L * self.L, idx % self.L
+        win = base[:, None] + (t[:, None] + np.arange(1 - self.stack, 1)) % self.L  # [B, S]
+        frames, first = self.frames[win], (self.flags[win] & FIRST) > 0
+        frames[:, :-1][np.flip(np.logical_or.accumulate(np.flip(first[:, 1:], 1), axis=1), 1)] = 0  # a later game start
+        return frames
+
+    def transitions(self, idx):
+        """(pixels, ram, actions, n-step returns, discounts, bootstrap pixels, bootstrap ram) of the slots idx [B]."""
+        base, t = idx // self.L * self.L, idx % self.L
+        win = base[:, None] + (t[:, None] + np.arange(self.n)) % self.L  # [B, n]
+        flags = self.flags[win]
+        returns, steps, discounts = nstep_targets(self.rewards[win], flags & TERM > 0, flags & TRUNC > 0, self.gamma)
+        j, actions = base + (t + steps) % self.L, self.actions[idx].astype(np.int64)  # j: the bootstrap slots
+        return self.stacks(idx), self.ram[idx], actions, returns, discounts, self.stacks(j), self.ram[j]
+
+    def sample(self, batch: int, beta: float):
+        """Proportional sample with IS weights (N*P(i))^-beta over their batch max (CleanRL rainbow, Dopamine)."""
+        idx = self.tree.sample(batch)
+        p = self.tree.leaves(idx)  # N*P(i) = N*p_i/total: N and the total cancel in the weights' ratio
+        return idx, self.transitions(idx), ((p / p.min()) ** -beta).astype(np.float32), p ** (1 / self.alpha)
+
+    def update_priorities(self, idx, td_errors) -> None:
+        priorities = np.abs(td_errors) + self.eps
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+        self.tree.update(idx, priorities**self.alpha)
+
+
+class QNetwork(nn.Module):
+    """Late fusion (methods.md 3): [Nature CNN 512 on pixels, LayerNorm-MLP 64-64 on RAM] -> Linear 512 -> dueling V, A."""
+
+    def __init__(self, n_actions: int, frame_stack: int = 4, ram_dim: int = NUM_FEATURES):
+        super().__init__()
+        self.pixels = nn.Sequential(nn.Conv2d(frame_stack, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2),
+                                    nn.ReLU(), nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(),
+                                    nn.Linear(64 * 7 * 7, 512), nn.ReLU())  # fmt: skip
+        self.ram = nn.Sequential(nn.LayerNorm(ram_dim), nn.Linear(ram_dim, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
+        self.fusion = nn.Sequential(nn.Linear(512 + 64, 512), nn.ReLU())
+        self.value, self.advantage = nn.Linear(512, 1), nn.Linear(512, n_actions)
+
+    def forward(self, pixels, ram, ablate: Optional[str] = None, ram_keep=None):
+        """(Q-values [B, A], pixel [B, 512] and RAM [B, 64] embeddings as computed); `ablate` zeroes that branch's
+        embedding in the fusion's input; ram_keep [B] (0/1) multiplies the RAM embedding (modality dropout)."""
+        x = pixels.float() / 255.0
+        if x.device.type == "cpu":  # channels_last convolutions are ~1.6x faster on x86 CPUs (docs/benchmarks.md)
+            x = x.contiguous(memory_format=torch.channels_last)
+        pixel_emb, ram_emb = self.pixels(x), self.ram(ram)
+        p = torch.zeros_like(pixel_emb) if ablate == "pixels" else pixel_emb
+        r = torch.zeros_like(ram_emb) if ablate == "ram" else ram_emb if ram_keep is None else ram_emb * ram_keep[:, None]
+        hidden = self.fusion(torch.cat([p, r], 1))  # [B, 512]
+        if hidden.requires_grad:  # two streams' gradients enter the trunk: rescale by 1/sqrt(2) (Wang et al. 2016)
+            hidden.register_hook(lambda grad: grad / np.sqrt(2))
+        value, advantage = self.value(hidden), self.advantage(hidden)  # [B, 1], [B, A]
+        return value + advantage - advantage.mean(1, keepdim=True), pixel_emb, ram_emb  # dueling aggregation
+
+
+class QAgent:
+    """The contract's agent (common/contract.py): Q-value scores, epsilon-greedy; `ablate` zeroes a branch (--ablate)."""
+
+    score_kind, ablations = "q_values", ("ram", "pixels")
+
+    def __init__(self, net: QNetwork, device: torch.device):
+        self.net, self.device, self.epsilon, self.ablate = net.eval(), device, EPSILON_EVAL, None
+
+    def reset(self, num_envs: int) -> None:
+        pass  # the env keeps the feature history: no per-env state here
+
+    @torch.no_grad()
+    def act(self, obs, greedy: bool):
+        pixels, ram = (torch.as_tensor(np.asarray(obs[k]), device=self.device) for k in ("pixels", "ram"))  # uint8, float32
+        q = self.net(pixels, ram, ablate=self.ablate)[0].float().cpu().numpy()  # [N, A]
+        explore = np.random.random(len(q)) < (0.0 if greedy else self.epsilon)
+        return np.where(explore, np.random.randint(q.shape[1], size=len(q)), q.argmax(1)).astype(np.int64), q
+
+
+def make_agent(checkpoint: dict, device: torch.device) -> QAgent:
+    """Rebuild the trained Q-network from a checkpoint dict (see common/checkpoint.py)."""
+    state = checkpoint["model"]
+    net = QNetwork(state["advantage.weight"].shape[0], state["pixels.0.weight"].shape[1], state["ram.1.weight"].shape[1])
+    net = net.to(device, memory_format=torch.channels_last if device.type == "cpu" else torch.preserve_format)
+    net.load_state_dict(state)
+    return QAgent(net, device)
+
+
+def check_args(args: Args) -> None:
+    at_least_0 = ("eval_episodes", "checkpoint_every", "noop_max", "learning_starts", "exploration_fraction",
+                  "prioritized_replay_alpha", "prioritized_replay_eps")  # fmt: skip
+    for name in ["total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "target_network_frequency",
+                 "n_step", "frame_stack", "learning_rate", "max_grad_norm", *at_least_0]:  # fmt: skip
+        if getattr(args, name) < (0 if name in at_least_0 else 1e-12):
+            rule = ">= 0" if name in at_least_0 else "positive"
+            sys.exit(f"error: --{name.replace('_', '-')} must be {rule}, got {getattr(args, name)}")
+    for name in ["gamma", "start_e", "end_e", "prioritized_replay_beta", "ram_dropout"]:
+        if not 0 <= getattr(args, name) <= 1:
+            sys.exit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    capacity, least = args.buffer_size // args.num_envs * args.num_envs, args.num_envs * (args.n_step + args.frame_stack)
+    if not args.learning_starts < capacity > least:
+        sys.exit(f"error: --buffer-size must exceed --learning-starts and num_envs*(n_step+frame_stack) = {least}")
+    if args.total_timesteps < args.num_envs:
+        sys.exit(f"error: --total-timesteps must be at least num_envs = {args.num_envs}")
+
+
+def main(args: Args) -> Path:
+    """Train; return the path of the final checkpoint (or of the Ctrl-C checkpoint)."""
+    module = Path(__file__).stem
+    args, ckpt = load_for_resume(args, module) if args.resume else (args, None)
+    check_args(args)
+    num_iterations = args.total_timesteps // args.num_envs
+    protocol = hybrid_protocol(args)
+
+    # BOILERPLATE: run folder, logging, seeding, device
+    run_dir, writer, wandb_id = open_run(args, ckpt)
+    global_step, ckpt_path = ckpt["global_step"] if ckpt is not None else 0, run_dir / f"{args.exp_name}.pt"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = pick_device(args.device)
+    print(f"device: {device} | run folder: {run_dir}")
+
+    envs = gym.vector.SyncVectorEnv([make_env(args, args.seed + i, i) for i in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)  # ale-py's vector env has no RAM
+    n_actions = envs.single_action_space.n
+    fmt = torch.channels_last if device.type == "cpu" else torch.preserve_format  # faster CPU convolutions
+    q_network, target_network = (QNetwork(n_actions, args.frame_stack).to(device, memory_format=fmt) for _ in range(2))
+    target_network.load_state_dict(q_network.state_dict())
+    optimizer = optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=1.5e-4, fused=device.type in ("cpu", "cuda"))
+    memory = ReplayMemory(args.buffer_size, args.num_envs, args.frame_stack, args.n_step, args.gamma,
+                          args.prioritized_replay_alpha, args.prioritized_replay_eps)  # fmt: skip
+    # the schedules are fixed by the first run: a resume with a larger --total-timesteps continues them unchanged
+    schedule = {"exploration_steps": int(args.exploration_fraction * args.total_timesteps), "beta_steps": args.total_timesteps}
+    num_updates, update_due = 0, 0
+    if ckpt is not None:
+        q_network.load_state_dict(ckpt["model"])
+        target_network.load_state_dict(ckpt["resume"]["target_model"])
+        optimizer.load_state_dict(ckpt["resume"]["optimizer"])
+        set_rng_state(ckpt["resume"]["rng"])
+        schedule, num_updates, update_due = (ckpt["resume"][k] for k in ("schedule", "num_updates", "update_due"))
+        print(f"resumed {args.resume} at global_step {global_step} (the replay memory starts empty)")
+
+    def save(step: int) -> Path:
+        resume = {"optimizer": optimizer.state_dict(), "rng": rng_state(), "wandb_run_id": wandb_id,
+                  "target_model": target_network.state_dict(), "schedule": schedule, "num_updates": num_updates,
+                  "update_due": update_due}  # fmt: skip
+        return save_checkpoint(ckpt_path, script=module, args=args, protocol=protocol, global_step=step,
+                               model=q_network.state_dict(), resume=resume)  # fmt: skip
+
+    stats = EpisodeStats(args.num_envs)
+    next_obs, _ = envs.reset(seed=args.seed + global_step)
+    next_first = np.ones(args.num_envs, dtype=bool)  # next_obs starts a game
+    pbar = None
+    if args.progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        pbar = tqdm(total=num_iterations * args.num_envs, initial=global_step, unit="step", dynamic_ncols=True)
+    start_time, start_step = time.time(), global_step
+    next_ckpt = (global_step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else None
+    with GracefulStop() as stop:
+        for iteration in range(global_step // args.num_envs + 1, num_iterations + 1):
+            if stop.requested:
+                break
+            global_step += args.num_envs
+            obs, first = next_obs, next_first
+
+            # ALGO LOGIC: epsilon-greedy action (the network runs only when some env acts greedily)
+            epsilon = linear_schedule(args.start_e, args.end_e, schedule["exploration_steps"], global_step)
+            explore, actions = np.random.random(args.num_envs) < epsilon, np.random.randint(n_actions, size=args.num_envs)
+            if not explore.all():
+                with torch.no_grad():
+                    q = q_network(torch.from_numpy(obs["pixels"]).to(device), torch.from_numpy(obs["ram"]).to(device))[0]
+                actions = np.where(explore, actions, q.argmax(1).cpu().numpy())
+
+            next_obs, reward, game_end, truncations, infos = envs.step(actions)
+            terminations = game_end | infos.get("life_lost", False)  # as AtariVectorEnv's life_loss_info
+            games, lives = stats.step(reward, terminations, truncations, infos["lives"])
+            for _, life_return in lives:
+                writer.add_scalar("charts/life_return", life_return, global_step)
+            for _, game_return, game_length in games:
+                (pbar.write if pbar else print)(f"global_step={global_step}, episodic_return={game_return:g}")
+                writer.add_scalar("charts/episodic_return", game_return, global_step)
+                writer.add_scalar("charts/episodic_length", game_length, global_step)
+            # a life loss is `terminated` (no bootstrap); at game over (SameStep autoreset) next_obs starts the next game
+            next_first = np.isin(np.arange(args.num_envs), [i for i, _, _ in games])
+            final = {k: np.stack([o[k] for o in infos["final_obs"][next_first]]) for k in obs} if next_first.any() else None
+            memory.add(obs, actions, reward, terminations, truncations, first, next_first, final)
+            if pbar:
+                pbar.update(args.num_envs)
+
+            # ALGO LOGIC: one update of batch_size per train_frequency agent steps
+            if len(memory) > args.learning_starts:
+                update_due += args.num_envs
+                beta0 = args.prioritized_replay_beta
+                beta = min(1.0, beta0 + (1 - beta0) * global_step / schedule["beta_steps"])
+                while update_due >= args.train_frequency:
+                    update_due -= args.train_frequency
+                    idx, batch, weights, priorities = memory.sample(args.batch_size, beta)
+                    b_pixels, b_ram, b_actions, b_returns, b_discounts, b_next_pixels, b_next_ram = (
+                        torch.from_numpy(x).to(device) for x in batch)  # fmt: skip
+                    with torch.no_grad():  # targets see both branches: modality dropout only in the online Q(s, a)
+                        next_online, next_target = (net(b_next_pixels, b_next_ram)[0] for net in (q_network, target_network))
+                        td_target = double_dqn_target(next_online, next_target, b_returns, b_discounts)
+                    ram_keep = (torch.rand(args.batch_size, device=device) >= args.ram_dropout).float()  # [B]
+                    q, pixel_emb, ram_emb = q_network(b_pixels, b_ram, ram_keep=ram_keep)
+                    old_val = q.gather(1, b_actions[:, None]).squeeze(1)  # [B]
+                    huber = F.smooth_l1_loss(old_val, td_target, reduction="none")  # [B]
+                    loss = (torch.from_numpy(weights).to(device) * huber).mean()  # importance-weighted (PER)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    memory.update_priorities(idx, (td_target - old_val).detach().abs().cpu().numpy())
+                    num_updates += 1
+                    if num_updates % 100 == 0:  # the only host syncs of the loss and the embedding norms
+                        sps = int((global_step - start_step) / (time.time() - start_time))
+                        for tag, value in [("losses/td_loss", loss.item()), ("losses/q_values", old_val.mean().item()),
+                                           ("charts/pixel_embedding_norm", pixel_emb.detach().norm(dim=1).mean().item()),
+                                           ("charts/ram_embedding_norm", ram_emb.detach().norm(dim=1).mean().item()),
+                                           ("charts/mean_priority", priorities.mean()), ("charts/epsilon", epsilon),
+                                           ("charts/beta", beta), ("charts/SPS", sps)]:  # fmt: skip
+                            writer.add_scalar(tag, value, global_step)
+                        if pbar:
+                            pbar.set_postfix(SPS=sps, eps=f"{epsilon:.3f}", ret=f"{stats.recent_mean():.1f}")
+                        elif num_updates % 1000 == 0:
+                            print(f"global_step={global_step} SPS={sps} recent_return={stats.recent_mean():.2f}")
+                if global_step % args.target_network_frequency < args.num_envs:  # hard copy, once per period
+                    target_network.load_state_dict(q_network.state_dict())
+            if args.save_model and next_ckpt is not None and global_step >= next_ckpt:
+                save(global_step)
+                next_ckpt += args.checkpoint_every
+    if pbar:
+        pbar.close()
+    envs.close()
+    path = save(global_step) if args.save_model or stop.requested else None
+    finish_run(args, module, path, stop.requested, writer, run_dir, device)
+    return path
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
