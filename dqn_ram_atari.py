@@ -3,6 +3,7 @@ Papers: Sygnowski & Michalewski 2016 (DQN on Atari RAM), Delfosse et al. 2023 (O
 Example: python dqn_ram_atari.py --total-timesteps 3000000
 """
 
+import multiprocessing as mp
 import random
 import signal
 import sys
@@ -208,51 +209,108 @@ class RamFeatureObservation(gym.Wrapper):
         return obs, reward, terminated, truncated, {**info, "life_lost": self.prev.lives < lives}
 
 
+class NoopStart(gym.Wrapper):
+    """AtariPreprocessing's NOOP start for a frameskip-4 env: 1..noop_max raw NOOP frames after each reset (ALE calls)."""
+
+    def __init__(self, env: gym.Env, noop_max: int):
+        super().__init__(env)
+        self.noop_max = noop_max
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        ale = self.env.unwrapped.ale
+        for _ in range(self.env.unwrapped.np_random.integers(1, self.noop_max + 1) if self.noop_max > 0 else 0):
+            ale.act(0)
+            if ale.game_over():
+                return self.reset()
+        return obs, info
+
+
 def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir: Optional[str] = None):
-    """A gymnasium single env with ppo_atari's protocol (full games, raw rewards), observing RAM features, not pixels."""
+    """A gymnasium single env with ppo_atari's protocol (full games, raw rewards), observing RAM features, not pixels.
+    ALE's own frameskip (4 frames, rewards summed) and obs_type="ram" skip the screen work that pixel agents need."""
 
     def thunk():
         p = ram_protocol(args)
-        env = gym.make(args.env_id, frameskip=1, repeat_action_probability=p["repeat_action_probability"],
+        env = gym.make(args.env_id, obs_type="ram", frameskip=4, repeat_action_probability=p["repeat_action_probability"],
                        full_action_space=p["full_action_space"], max_num_frames_per_episode=p["max_num_frames_per_episode"],
                        render_mode="rgb_array" if capture_video else None)  # fmt: skip
         if capture_video and idx == 0:
             env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda e: e == 0, disable_logger=True)
         if args.fire_reset:
-            env = FireOnReset(env)
-        env = gym.wrappers.AtariPreprocessing(env, noop_max=args.noop_max, frame_skip=4, terminal_on_life_loss=False)
-        env = RamFeatureObservation(env)
+            env = FireOnReset(env)  # here one agent step of FIRE: 4 frames
+        env = RamFeatureObservation(NoopStart(env, args.noop_max))
         env.action_space.seed(seed)
         return env
 
     return thunk
 
 
-class RamVectorEnv:
-    """make_env games stepped in turn with AtariVectorEnv's life_loss_info + SameStep semantics (ale-py's has no RAM):
+def step_games(envs, actions):
+    """Steps make_env games in turn with AtariVectorEnv's life_loss_info + SameStep semantics (ale-py's has no RAM):
     `terminated` on each life loss; a finished game resets at once, infos: its "final_obs" and the new game's "lives"."""
+    obs, final = np.zeros((2, len(actions), NUM_FEATURES), dtype=np.float32)
+    rewards, terms, truncs, lives = np.zeros((4, len(actions)))
+    for i, env in enumerate(envs):
+        obs[i], rewards[i], game_over, truncs[i], info = env.step(int(actions[i]))
+        terms[i] = game_over or info["life_lost"]
+        if game_over or truncs[i]:
+            final[i], (obs[i], info) = obs[i].copy(), env.reset()
+        lives[i] = info["lives"]
+    return obs, rewards, terms > 0, truncs > 0, {"lives": lives, "final_obs": final}
+
+
+def serve_games(pipe, args, num_envs: int) -> None:
+    """The env process: builds the games, then answers ("step", actions) / ("reset", seed) until None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle (it saves, then closes us)
+    try:
+        envs = [make_env(args, args.seed + i, i)() for i in range(num_envs)]
+        pipe.send((envs[0].action_space, envs[0].observation_space))
+        while (msg := pipe.recv()) is not None:
+            cmd, data = msg
+            if cmd == "step":
+                pipe.send(step_games(envs, data))
+            else:
+                out = [env.reset(seed=None if data is None else data + i) for i, env in enumerate(envs)]
+                pipe.send((np.stack([o for o, _ in out]), {"lives": np.array([info["lives"] for _, info in out])}))
+    except Exception as e:  # noqa: BLE001 - handed to the trainer, which raises it
+        pipe.send(e)
+
+
+class RamVectorEnv:
+    """The games run in one child process: ALE holds the GIL, so this is how stepping them overlaps with learning on a
+    second core. step_async(actions), learn, then step_wait(); step() does both at once."""
 
     def __init__(self, args, num_envs: int):
-        self.envs = [make_env(args, args.seed + i, i)() for i in range(num_envs)]
-        self.single_action_space, self.single_observation_space = self.envs[0].action_space, self.envs[0].observation_space
+        self.pipe, child = mp.Pipe()
+        self.process = mp.Process(target=serve_games, args=(child, args, num_envs), daemon=True)
+        self.process.start()
+        self.single_action_space, self.single_observation_space = self._recv()
+
+    def _recv(self):
+        out = self.pipe.recv()
+        if isinstance(out, Exception):
+            raise out
+        return out
 
     def reset(self, seed: Optional[int] = None):
-        out = [env.reset(seed=None if seed is None else seed + i) for i, env in enumerate(self.envs)]
-        return np.stack([obs for obs, _ in out]), {"lives": np.array([info["lives"] for _, info in out])}
+        self.pipe.send(("reset", seed))
+        return self._recv()
+
+    def step_async(self, actions) -> None:
+        self.pipe.send(("step", np.asarray(actions)))
+
+    def step_wait(self):
+        return self._recv()
 
     def step(self, actions):
-        obs, final = np.zeros((2, len(actions), NUM_FEATURES), dtype=np.float32)
-        rewards, terms, truncs, lives = np.zeros((4, len(actions)))
-        for i, env in enumerate(self.envs):
-            obs[i], rewards[i], game_over, truncs[i], info = env.step(int(actions[i]))
-            terms[i] = game_over or info["life_lost"]
-            if game_over or truncs[i]:
-                final[i], (obs[i], info) = obs[i].copy(), env.reset()
-            lives[i] = info["lives"]
-        return obs, rewards, terms > 0, truncs > 0, {"lives": lives, "final_obs": final}
+        self.step_async(actions)
+        return self.step_wait()
 
     def close(self) -> None:
-        [env.close() for env in self.envs]
+        if self.process.is_alive():
+            self.pipe.send(None)
+        self.process.join()
 
 
 # Copied from ppo_atari.pick_device
@@ -448,6 +506,7 @@ class ReplayMemory:
         self.max_priority = max(self.max_priority, float(priorities.max()))
         self.tree.update(idx, priorities**self.alpha)
 
+
 class QNetwork(nn.Module):
     """Dueling MLP on RAM features (methods.md 2): in -> 256 -> 256 (ReLU), V and A heads, and an auxiliary tap head."""
 
@@ -467,6 +526,7 @@ class QNetwork(nn.Module):
 
 class QAgent:
     """The evaluation side of the contract (common/contract.py): scores are Q-values, epsilon-greedy unless greedy."""
+
     score_kind = "q_values"
 
     def __init__(self, net: QNetwork, device: torch.device):
@@ -528,6 +588,8 @@ def main(args: Args) -> Path:
     print(f"device: {device} | run folder: {run_dir}")
 
     envs = RamVectorEnv(args, args.num_envs)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # a tiny MLP runs fastest on one thread; the games' process has the other core
     n_actions = envs.single_action_space.n
     q_network, target_network = (QNetwork(n_actions, NUM_FEATURES).to(device) for _ in range(2))
     target_network.load_state_dict(q_network.state_dict())
@@ -577,28 +639,9 @@ def main(args: Args) -> Path:
                     greedy = q_network(torch.from_numpy(obs).to(device))[0].argmax(1).cpu().numpy()
                 actions = np.where(explore, actions, greedy)
 
-            next_obs, reward, terminations, truncations, infos = envs.step(actions)
-            games, lives = stats.step(reward, terminations, truncations, infos["lives"])
-            game_over = np.isin(np.arange(args.num_envs), [i for i, _, _ in games])
-            learn_reward = np.sign(reward)  # + F = c(gamma*Phi(s') - Phi(s)), Phi(terminal) = 0 (Ng, Harada & Russell 1999)
-            if args.shaping_coef:  # Phi = -|intercept offset|; the s' of a finished game is its final obs
-                after = np.where(game_over[:, None], infos["final_obs"], next_obs)[:, INTERCEPT]
-                shaping = args.shaping_coef * (np.abs(obs[:, INTERCEPT]) - args.gamma * ~terminations * np.abs(after))
-                learn_reward = learn_reward + shaping
-                for _, shaping_return, _ in shaping_stats.step(shaping, terminations, truncations, infos["lives"])[0]:
-                    writer.add_scalar("charts/shaping_return", shaping_return, global_step)
-            for _, life_return in lives:
-                writer.add_scalar("charts/life_return", life_return, global_step)
-            for _, game_return, game_length in games:
-                (pbar.write if pbar else print)(f"global_step={global_step}, episodic_return={game_return:g}")
-                writer.add_scalar("charts/episodic_return", game_return, global_step)
-                writer.add_scalar("charts/episodic_length", game_length, global_step)
-            # a life loss is `terminated` (no bootstrap); at game over (SameStep autoreset) next_obs starts the next game
-            memory.add(obs, actions, learn_reward, terminations, truncations, game_over, infos["final_obs"])
-            if pbar:
-                pbar.update(args.num_envs)
+            envs.step_async(actions)  # the games step in their process while this one learns (RamVectorEnv)
 
-            # ALGO LOGIC: one update of batch_size per train_frequency agent steps
+            # ALGO LOGIC: one update of batch_size per train_frequency agent steps, from the memory so far
             if len(memory) > args.learning_starts:
                 update_due += args.num_envs
                 beta0 = args.prioritized_replay_beta
@@ -635,6 +678,27 @@ def main(args: Args) -> Path:
                             print(f"global_step={global_step} SPS={sps} recent_return={stats.recent_mean():.2f}")
                 if global_step % args.target_network_frequency < args.num_envs:  # hard copy, once per period
                     target_network.load_state_dict(q_network.state_dict())
+
+            next_obs, reward, terminations, truncations, infos = envs.step_wait()
+            games, lives = stats.step(reward, terminations, truncations, infos["lives"])
+            game_over = np.isin(np.arange(args.num_envs), [i for i, _, _ in games])
+            learn_reward = np.sign(reward)  # + F = c(gamma*Phi(s') - Phi(s)), Phi(terminal) = 0 (Ng, Harada & Russell 1999)
+            if args.shaping_coef:  # Phi = -|intercept offset|; the s' of a finished game is its final obs
+                after = np.where(game_over[:, None], infos["final_obs"], next_obs)[:, INTERCEPT]
+                shaping = args.shaping_coef * (np.abs(obs[:, INTERCEPT]) - args.gamma * ~terminations * np.abs(after))
+                learn_reward = learn_reward + shaping
+                for _, shaping_return, _ in shaping_stats.step(shaping, terminations, truncations, infos["lives"])[0]:
+                    writer.add_scalar("charts/shaping_return", shaping_return, global_step)
+            for _, life_return in lives:
+                writer.add_scalar("charts/life_return", life_return, global_step)
+            for _, game_return, game_length in games:
+                (pbar.write if pbar else print)(f"global_step={global_step}, episodic_return={game_return:g}")
+                writer.add_scalar("charts/episodic_return", game_return, global_step)
+                writer.add_scalar("charts/episodic_length", game_length, global_step)
+            # a life loss is `terminated` (no bootstrap); at game over (SameStep autoreset) next_obs starts the next game
+            memory.add(obs, actions, learn_reward, terminations, truncations, game_over, infos["final_obs"])
+            if pbar:
+                pbar.update(args.num_envs)
             if args.save_model and next_ckpt is not None and global_step >= next_ckpt:
                 save(global_step)
                 next_ckpt += args.checkpoint_every
