@@ -31,6 +31,35 @@ TINY = {
 }  # fmt: skip
 
 
+
+def live_replay_slots(memory, naive: list, written, L: int, n: int, stack: int = 4):
+    """(leaf, trajectory, index) of each naive transition whose slot a frame-store replay memory can still sample;
+    asserts priority 0 for the others (an older frame of its stack overwritten, or its n-step window not written yet).
+    naive[e]: env e's transitions as dicts with the "slot" (writes before it) the memory should have used."""
+    for e, traj in enumerate(naive):
+        for j, tr in enumerate(traj):
+            leaf, age = e * L + tr["slot"] % L, written[e] - tr["slot"]  # age: writes since (1 = newest)
+            if age > L:
+                continue  # its slot now holds a newer transition
+            if age > L - (stack - 1) or tr["slot"] + n >= written[e]:
+                assert memory.tree.leaves(leaf) == 0
+                continue
+            assert memory.tree.leaves(leaf) > 0
+            yield leaf, traj, j
+
+
+def naive_nstep(traj: list, j: int, n: int, gamma: float):
+    """n-step return, discount and bootstrap "next" of traj[j], by a plain loop over dicts with r, term, trunc, next."""
+    ret = 0.0
+    for k in range(n):
+        t = traj[j + k]
+        ret += gamma**k * t["r"]
+        if t["term"]:
+            return ret, 0.0, None
+        if t["trunc"] or k == n - 1:
+            return ret, gamma ** (k + 1), t["next"]
+
+
 def run_script(script: str, *args: str, cwd: Path, timeout: float = 300, check: bool = True,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """Run `python <repo>/<script>.py args...` in cwd without a TTY; raise with its output on failure when check."""

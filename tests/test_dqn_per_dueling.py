@@ -13,7 +13,7 @@ import torch
 
 import dqn_per_dueling_atari as dqn
 from common.contract import EPSILON_EVAL, load_agent
-from conftest import ENV, one_line_error, run_script, tb_scalars
+from conftest import ENV, live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars
 from conftest import TINY as CONFTEST_TINY
 
 SCRIPT = Path(dqn.__file__).resolve()
@@ -126,35 +126,14 @@ def test_frame_store_matches_naive_buffer(monkeypatch):
     assert ends["game_over"] and ends["truncated"] and ends["life"] and written.min() > 2 * L  # wrapped twice
 
     checked = 0
-    for e in range(num_envs):
-        traj = naive[e]
-        for j, tr in enumerate(traj):
-            leaf = e * L + tr["slot"] % L
-            age = written[e] - tr["slot"]  # writes since (1 = newest)
-            p = memory.tree.leaves(leaf)
-            if age > L:
-                continue  # its slot now holds a newer transition
-            if age > L - 3 or tr["slot"] + n >= written[e]:
-                assert p == 0  # an older frame of its stack was overwritten, or its n-step window is not written yet
-                continue
-            assert p > 0
-            # naive n-step target
-            ret, disc, boot = 0.0, gamma, None
-            for k in range(n):
-                t = traj[j + k]
-                ret += gamma**k * t["r"]
-                if t["term"]:
-                    disc, boot = 0.0, None
-                    break
-                if t["trunc"] or k == n - 1:
-                    disc, boot = gamma ** (k + 1), t["next"]
-                    break
-            o, a, r, d, nxt = memory.transitions(np.array([leaf]))
-            np.testing.assert_array_equal(o[0], tr["obs"])
-            assert a[0] == tr["a"] and r[0] == pytest.approx(ret) and d[0] == pytest.approx(disc)
-            if boot is not None:
-                np.testing.assert_array_equal(nxt[0], boot)
-            checked += 1
+    for leaf, traj, j in live_replay_slots(memory, naive, written, L, n):
+        ret, disc, boot = naive_nstep(traj, j, n, gamma)
+        o, a, r, d, nxt = memory.transitions(np.array([leaf]))
+        np.testing.assert_array_equal(o[0], traj[j]["obs"])
+        assert a[0] == traj[j]["a"] and r[0] == pytest.approx(ret) and d[0] == pytest.approx(disc)
+        if boot is not None:
+            np.testing.assert_array_equal(nxt[0], boot)
+        checked += 1
     assert checked > 0.8 * num_envs * (L - 10) and (memory.tree.leaves(np.arange(L * num_envs)) > 0).sum() == checked
 
 

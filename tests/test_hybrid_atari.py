@@ -14,7 +14,7 @@ import hybrid_atari as hy
 import ppo_atari
 from common.contract import EPSILON_EVAL, load_agent
 from conftest import TINY as CONFTEST_TINY
-from conftest import one_line_error, run_script, tb_scalars
+from conftest import live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars
 
 F = {name: i for i, name in enumerate(dqn_ram_atari.FEATURES)}
 TINY = [f for f in CONFTEST_TINY["hybrid_atari"] if f not in ("--total-timesteps", "250")] + ["--eval-episodes", "0"]
@@ -127,33 +127,16 @@ def test_replay_stacks_and_ram_match_naive_buffer(monkeypatch):
     assert ends["game_over"] and ends["truncated"] and ends["life"] and written.min() > 2 * L, (ends, written)
 
     checked = 0
-    for e in range(num_envs):
-        for j, tr in enumerate(naive[e]):
-            leaf, age = e * L + tr["slot"] % L, written[e] - tr["slot"]  # age: writes since (1 = newest)
-            if age > L:
-                continue  # its slot now holds a newer transition
-            if age > L - 3 or tr["slot"] + n >= written[e]:
-                assert memory.tree.leaves(leaf) == 0  # a frame of its stack was overwritten, or its window is unwritten
-                continue
-            assert memory.tree.leaves(leaf) > 0
-            ret, disc, boot = 0.0, gamma, None
-            for k in range(n):
-                t = naive[e][j + k]
-                ret += gamma**k * t["r"]
-                if t["term"]:
-                    disc, boot = 0.0, None
-                    break
-                if t["trunc"] or k == n - 1:
-                    disc, boot = gamma ** (k + 1), t["next"]
-                    break
-            px, ram, a, r, d, next_px, next_ram = memory.transitions(np.array([leaf]))
-            np.testing.assert_array_equal(px[0], tr["px"])
-            np.testing.assert_array_equal(ram[0], tr["ram"])
-            assert a[0] == tr["a"] and r[0] == pytest.approx(ret) and d[0] == pytest.approx(disc)
-            if boot is not None:
-                np.testing.assert_array_equal(next_px[0], boot["pixels"])
-                np.testing.assert_array_equal(next_ram[0], boot["ram"])
-            checked += 1
+    for leaf, traj, j in live_replay_slots(memory, naive, written, L, n):
+        ret, disc, boot = naive_nstep(traj, j, n, gamma)
+        px, ram, a, r, d, next_px, next_ram = memory.transitions(np.array([leaf]))
+        np.testing.assert_array_equal(px[0], traj[j]["px"])
+        np.testing.assert_array_equal(ram[0], traj[j]["ram"])
+        assert a[0] == traj[j]["a"] and r[0] == pytest.approx(ret) and d[0] == pytest.approx(disc)
+        if boot is not None:
+            np.testing.assert_array_equal(next_px[0], boot["pixels"])
+            np.testing.assert_array_equal(next_ram[0], boot["ram"])
+        checked += 1
     assert checked > 0.8 * num_envs * (L - 10) and (memory.tree.leaves(np.arange(L * num_envs)) > 0).sum() == checked
 
 
