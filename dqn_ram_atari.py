@@ -25,7 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
 from common.contract import EPSILON_EVAL
 from common.episodes import EpisodeStats
-from common.events import TapDetector, decode_ram
+from common.ram_features import INTERCEPT, NUM_FEATURES, TAP, VERSION, RamFeatureObservation
 
 gym.register_envs(ale_py)
 
@@ -69,8 +69,8 @@ class Args:
     """if toggled, the environment presses FIRE after each game reset; off: the agent serves every ball itself"""
     noop_max: int = 30
     """at most this many random NOOPs at the start of each game"""
-    frame_stack: int = 4
-    """number of 84x84 grey frames stacked into one observation"""
+    frame_stack: tyro.conf.Suppress[int] = 1
+    """not a flag here: one step's features, no stack (the features carry the ball's and the paddle's velocities)"""
 
     # Algorithm
     total_timesteps: int = 3_000_000
@@ -78,7 +78,7 @@ class Args:
     learning_rate: float = 1e-4
     """Adam learning rate (methods.md section 2; CleanRL dqn_atari); Adam eps 1.5e-4 as in Rainbow"""
     num_envs: int = 8
-    """parallel games, stepped in turn in this process; 8 batch the acting forward pass"""
+    """parallel games, stepped in turn in one child process; 8 batch the acting forward pass"""
     buffer_size: int = 1_000_000
     """replay memory capacity in transitions (DQN/Rainbow: 1M); 94 B each (94 MB: no memory check, no --save-buffer)"""
     gamma: float = 0.99
@@ -148,65 +148,12 @@ class FireOnReset(gym.Wrapper):
         return obs, {**info, "scripted_fire": 1}
 
 
-FEATURES = ("in_play", "ball_x", "ball_y", "paddle_center", "paddle_velocity", "ball_offset", "ball_dx", "ball_dy", "ram_vy",
-            "ram_vx", "tap_now", "steps_since_tap", "descending", "intercept_offset", "lives", "bricks_left",
-            *(f"bricks_row{r}" for r in range(6)))  # fmt: skip
-NUM_FEATURES, TAP, INTERCEPT = len(FEATURES), FEATURES.index("tap_now"), FEATURES.index("intercept_offset")
-PADDLE_Y, TAP_HORIZON = 180, 8  # raw ram[101] of a paddle contact (175-182, methods.md 1); k of the tap target (2)
-
-
 def ram_protocol(args) -> dict:
     """env_protocol plus this script's observation; refuses games other than Breakout, whose RAM map this reads."""
     p = env_protocol(args)
     if p["game"] != "breakout":
         sys.exit(f"error: --env-id {args.env_id!r}: dqn_ram_atari.py reads Breakout's RAM only; try ALE/Breakout-v5")
-    return {**p, "observation": f"Breakout RAM features v1 ({NUM_FEATURES} float32; --frame-stack unused)"}
-
-
-class RamFeatureObservation(gym.Wrapper):
-    """Observation = 22 features of the RAM after each reset / step (methods.md 2, decoded by common.events), fixed scaling,
-    no stack; adds info["life_lost"]. Ranges (screen px): in_play, tap_now, descending {0,1}; ball_x (ram[99]-49)/160 in
-    [-0.05, 1], ball_y (ram[101]+9)/210 in [0, 1.05] (0 without a ball); paddle_center (ram[72]-39)/160 in [0.1, 0.95];
-    paddle_velocity = centre change/16; ball_offset (ball x + 1 - centre)/160; ball_dx, ball_dy = frame differences/16 px;
-    ram_vy int8(ram[103])/4, ram_vx -int8(ram[105])/2: all in [-1, 1], the 4 ball velocities 0 unless the ball was in play
-    before and after the step in one life. steps_since_tap/100 (clip 1); intercept_offset (x_hit + 1 - centre)/160 in
-    [-1, 1], x_hit = ball x at ram[101] = 180 with the last |dx|, reflected at the walls (8, 152 px), 0 unless descending;
-    lives/5, bricks_left/108, bricks per row/18 (bottom row first) in [0, 1]."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.observation_space = gym.spaces.Box(-2.0, 2.0, (NUM_FEATURES,), np.float32)
-
-    def features(self, ram: np.ndarray) -> np.ndarray:
-        s, prev = decode_ram(ram), self.prev
-        tap = self.tap.update(int(ram[101]))
-        self.since_tap = 0 if tap else self.since_tap + 1
-        moving = prev is not None and s.in_play and prev.in_play and s.lives == prev.lives
-        pc, x_hit = s.paddle_center, None
-        if s.in_play and s.vy > 0:  # frames to the paddle's y (vy is px/frame); x unfolded between the walls, at the
-            speed = abs(s.ball_x - prev.ball_x) / 4 if moving else abs(s.vx)  # last |dx|: RAM vx gives only the direction
-            u = (s.ball_x + np.sign(s.vx) * speed * max(PADDLE_Y - int(ram[101]), 0) / s.vy - 8) % 288
-            x_hit = 8 + (u if u <= 144 else 288 - u)
-        v = [s.in_play, s.ball_x / 160, s.ball_y / 210, pc / 160,
-             min(max((pc - prev.paddle_center) / 16, -1), 1) if prev is not None else 0,
-             (s.ball_x + 1 - pc) / 160 if s.in_play else 0,
-             min(max((s.ball_x - prev.ball_x) / 16, -1), 1) if moving else 0,
-             min(max((s.ball_y - prev.ball_y) / 16, -1), 1) if moving else 0,
-             s.vy / 4 if moving else 0, s.vx / 2 if moving else 0,
-             tap, min(self.since_tap, 100) / 100, x_hit is not None, (x_hit + 1 - pc) / 160 if x_hit is not None else 0,
-             s.lives / 5, s.bricks_left / 108, *(b / 18 for b in s.bricks_per_row)]  # fmt: skip
-        self.prev = s
-        return np.array(v, dtype=np.float32)
-
-    def reset(self, **kwargs):
-        _, info = self.env.reset(**kwargs)
-        self.tap, self.prev, self.since_tap = TapDetector(), None, 100
-        return self.features(self.env.unwrapped.ale.getRAM()), info
-
-    def step(self, action):
-        _, reward, terminated, truncated, info = self.env.step(action)
-        lives, obs = self.prev.lives, self.features(self.env.unwrapped.ale.getRAM())
-        return obs, reward, terminated, truncated, {**info, "life_lost": self.prev.lives < lives}
+    return {**p, "observation": f"{VERSION} ({NUM_FEATURES} float32)"}
 
 
 class NoopStart(gym.Wrapper):
@@ -218,17 +165,13 @@ class NoopStart(gym.Wrapper):
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        ale = self.env.unwrapped.ale
-        for _ in range(self.env.unwrapped.np_random.integers(1, self.noop_max + 1) if self.noop_max > 0 else 0):
-            ale.act(0)
-            if ale.game_over():
-                return self.reset()
+        for _ in range(self.unwrapped.np_random.integers(1, self.noop_max + 1) if self.noop_max > 0 else 0):
+            self.unwrapped.ale.act(0)  # a Breakout game cannot end before its first serve
         return obs, info
 
 
 def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir: Optional[str] = None):
-    """A gymnasium single env with ppo_atari's protocol (full games, raw rewards), observing RAM features, not pixels.
-    ALE's own frameskip (4 frames, rewards summed) and obs_type="ram" skip the screen work that pixel agents need."""
+    """A gymnasium env with ppo_atari's protocol (full games, raw rewards) observing RAM features: no screen work at all."""
 
     def thunk():
         p = ram_protocol(args)
@@ -246,62 +189,54 @@ def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir
     return thunk
 
 
-def step_games(envs, actions):
-    """Steps make_env games in turn with AtariVectorEnv's life_loss_info + SameStep semantics (ale-py's has no RAM):
-    `terminated` on each life loss; a finished game resets at once, infos: its "final_obs" and the new game's "lives"."""
-    obs, final = np.zeros((2, len(actions), NUM_FEATURES), dtype=np.float32)
-    rewards, terms, truncs, lives = np.zeros((4, len(actions)))
-    for i, env in enumerate(envs):
-        obs[i], rewards[i], game_over, truncs[i], info = env.step(int(actions[i]))
-        terms[i] = game_over or info["life_lost"]
-        if game_over or truncs[i]:
-            final[i], (obs[i], info) = obs[i].copy(), env.reset()
-        lives[i] = info["lives"]
-    return obs, rewards, terms > 0, truncs > 0, {"lives": lives, "final_obs": final}
-
-
 def serve_games(pipe, args, num_envs: int) -> None:
-    """The env process: builds the games, then answers ("step", actions) / ("reset", seed) until None."""
+    """The games' process: answers ("reset", seed) and ("step", actions) until None, with AtariVectorEnv's life_loss_info
+    + SameStep semantics (ale-py's has no RAM): `terminated` on each life loss; a finished game resets at once, infos:
+    its "final_obs" and the new game's "lives"."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle (it saves, then closes us)
     try:
         envs = [make_env(args, args.seed + i, i)() for i in range(num_envs)]
         pipe.send((envs[0].action_space, envs[0].observation_space))
         while (msg := pipe.recv()) is not None:
-            cmd, data = msg
-            if cmd == "step":
-                pipe.send(step_games(envs, data))
-            else:
-                out = [env.reset(seed=None if data is None else data + i) for i, env in enumerate(envs)]
+            if msg[0] == "reset":
+                out = [env.reset(seed=None if msg[1] is None else msg[1] + i) for i, env in enumerate(envs)]
                 pipe.send((np.stack([o for o, _ in out]), {"lives": np.array([info["lives"] for _, info in out])}))
+                continue
+            obs, final = np.zeros((2, num_envs, NUM_FEATURES), dtype=np.float32)
+            rewards, terms, truncs, lives = np.zeros((4, num_envs))
+            for i, env in enumerate(envs):
+                obs[i], rewards[i], game_over, truncs[i], info = env.step(int(msg[1][i]))
+                terms[i] = game_over or info["life_lost"]
+                if game_over or truncs[i]:
+                    final[i], (obs[i], info) = obs[i].copy(), env.reset()
+                lives[i] = info["lives"]
+            pipe.send((obs, rewards, terms > 0, truncs > 0, {"lives": lives, "final_obs": final}))
     except Exception as e:  # noqa: BLE001 - handed to the trainer, which raises it
         pipe.send(e)
 
 
 class RamVectorEnv:
-    """The games run in one child process: ALE holds the GIL, so this is how stepping them overlaps with learning on a
-    second core. step_async(actions), learn, then step_wait(); step() does both at once."""
+    """make_env games in one child process (serve_games): ALE holds the GIL, so this is how stepping them overlaps with
+    learning on a second core. step_async(actions), learn, then step_wait(); step() does both at once."""
 
     def __init__(self, args, num_envs: int):
         self.pipe, child = mp.Pipe()
         self.process = mp.Process(target=serve_games, args=(child, args, num_envs), daemon=True)
         self.process.start()
-        self.single_action_space, self.single_observation_space = self._recv()
-
-    def _recv(self):
-        out = self.pipe.recv()
-        if isinstance(out, Exception):
-            raise out
-        return out
+        self.single_action_space, self.single_observation_space = self.step_wait()  # the first answer
 
     def reset(self, seed: Optional[int] = None):
         self.pipe.send(("reset", seed))
-        return self._recv()
+        return self.step_wait()
 
     def step_async(self, actions) -> None:
         self.pipe.send(("step", np.asarray(actions)))
 
     def step_wait(self):
-        return self._recv()
+        out = self.pipe.recv()
+        if isinstance(out, Exception):
+            raise out
+        return out
 
     def step(self, actions):
         self.step_async(actions)
@@ -445,6 +380,7 @@ class SumTree:
 
 
 TERM, TRUNC, FINAL = 1, 2, 8  # flag bits: terminated, truncated, a game's final obs
+TAP_HORIZON = 8  # k of the auxiliary tap target: a paddle hit within the next k agent steps (methods.md 2)
 
 
 class ReplayMemory:

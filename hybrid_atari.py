@@ -24,7 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
 from common.contract import EPSILON_EVAL
 from common.episodes import EpisodeStats
-from common.events import TapDetector, decode_ram
+from common.ram_features import NUM_FEATURES, VERSION, RamFeatureObservation
 
 gym.register_envs(ale_py)
 
@@ -145,7 +145,6 @@ class FireOnReset(gym.Wrapper):
         return obs, {**info, "scripted_fire": 1}
 
 
-NUM_FEATURES, PADDLE_Y = 22, 180  # dqn_ram_atari.FEATURES (v1, in that order); ram[101] at a paddle contact (methods.md 1)
 TERM, TRUNC, FIRST, FINAL = 1, 2, 4, 8  # replay flag bits: terminated, truncated, a game's first obs, a game's final obs
 
 
@@ -154,72 +153,7 @@ def hybrid_protocol(args) -> dict:
     p = env_protocol(args)
     if p["game"] != "breakout":
         sys.exit(f"error: --env-id {args.env_id!r}: hybrid_atari.py reads Breakout's RAM only; try ALE/Breakout-v5")
-    return {**p, "observation": f"grey 84x84 uint8 x{args.frame_stack} + Breakout RAM features v1 ({NUM_FEATURES} float32)"}
-
-
-# Copied from dqn_ram_atari.RamFeatureObservation
-class RamFeatureObservation(gym.Wrapper):
-    """Observation = 22 features of the RAM after each reset / step (methods.md 2, decoded by common.events), fixed scaling,
-    no stack; adds info["life_lost"]. Ranges (screen px): in_play, tap_now, descending {0,1}; ball_x (ram[99]-49)/160 in
-    [-0.05, 1], ball_y (ram[101]+9)/210 in [0, 1.05] (0 without a ball); paddle_center (ram[72]-39)/160 in [0.1, 0.95];
-    paddle_velocity = centre change/16; ball_offset (ball x + 1 - centre)/160; ball_dx, ball_dy = frame differences/16 px;
-    ram_vy int8(ram[103])/4, ram_vx -int8(ram[105])/2: all in [-1, 1], the 4 ball velocities 0 unless the ball was in play
-    before and after the step in one life. steps_since_tap/100 (clip 1); intercept_offset (x_hit + 1 - centre)/160 in
-    [-1, 1], x_hit = ball x at ram[101] = 180 with the last |dx|, reflected at the walls (8, 152 px), 0 unless descending;
-    lives/5, bricks_left/108, bricks per row/18 (bottom row first) in [0, 1]."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.observation_space = gym.spaces.Box(-2.0, 2.0, (NUM_FEATURES,), np.float32)
-
-    def features(self, ram: np.ndarray) -> np.ndarray:
-        s, prev = decode_ram(ram), self.prev
-        tap = self.tap.update(int(ram[101]))
-        self.since_tap = 0 if tap else self.since_tap + 1
-        moving = prev is not None and s.in_play and prev.in_play and s.lives == prev.lives
-        pc, x_hit = s.paddle_center, None
-        if s.in_play and s.vy > 0:  # frames to the paddle's y (vy is px/frame); x unfolded between the walls, at the
-            speed = abs(s.ball_x - prev.ball_x) / 4 if moving else abs(s.vx)  # last |dx|: RAM vx gives only the direction
-            u = (s.ball_x + np.sign(s.vx) * speed * max(PADDLE_Y - int(ram[101]), 0) / s.vy - 8) % 288
-            x_hit = 8 + (u if u <= 144 else 288 - u)
-        v = [s.in_play, s.ball_x / 160, s.ball_y / 210, pc / 160,
-             min(max((pc - prev.paddle_center) / 16, -1), 1) if prev is not None else 0,
-             (s.ball_x + 1 - pc) / 160 if s.in_play else 0,
-             min(max((s.ball_x - prev.ball_x) / 16, -1), 1) if moving else 0,
-             min(max((s.ball_y - prev.ball_y) / 16, -1), 1) if moving else 0,
-             s.vy / 4 if moving else 0, s.vx / 2 if moving else 0,
-             tap, min(self.since_tap, 100) / 100, x_hit is not None, (x_hit + 1 - pc) / 160 if x_hit is not None else 0,
-             s.lives / 5, s.bricks_left / 108, *(b / 18 for b in s.bricks_per_row)]  # fmt: skip
-        self.prev = s
-        return np.array(v, dtype=np.float32)
-
-    def reset(self, **kwargs):
-        _, info = self.env.reset(**kwargs)
-        self.tap, self.prev, self.since_tap = TapDetector(), None, 100
-        return self.features(self.env.unwrapped.ale.getRAM()), info
-
-    def step(self, action):
-        _, reward, terminated, truncated, info = self.env.step(action)
-        lives, obs = self.prev.lives, self.features(self.env.unwrapped.ale.getRAM())
-        return obs, reward, terminated, truncated, {**info, "life_lost": self.prev.lives < lives}
-
-
-class HybridObservation(RamFeatureObservation):
-    """{"pixels": the frame stack below, "ram": the parent's features}; reset/step rewritten, as the parent's drop pixels."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.observation_space = gym.spaces.Dict({"pixels": env.observation_space, "ram": self.observation_space})
-
-    def reset(self, **kwargs):
-        pixels, info = self.env.reset(**kwargs)
-        self.tap, self.prev, self.since_tap = TapDetector(), None, 100
-        return {"pixels": pixels, "ram": self.features(self.env.unwrapped.ale.getRAM())}, info
-
-    def step(self, action):
-        pixels, reward, terminated, truncated, info = self.env.step(action)
-        lives, ram = self.prev.lives, self.features(self.env.unwrapped.ale.getRAM())
-        return {"pixels": pixels, "ram": ram}, reward, terminated, truncated, {**info, "life_lost": self.prev.lives < lives}
+    return {**p, "observation": f"grey 84x84 uint8 x{args.frame_stack} + {VERSION} ({NUM_FEATURES} float32)"}
 
 
 def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir: Optional[str] = None):
@@ -235,7 +169,8 @@ def make_env(args, seed: int, idx: int = 0, capture_video: bool = False, run_dir
         if args.fire_reset:
             env = FireOnReset(env)
         env = gym.wrappers.AtariPreprocessing(env, noop_max=args.noop_max, frame_skip=4, terminal_on_life_loss=False)
-        env = HybridObservation(gym.wrappers.FrameStackObservation(env, args.frame_stack, padding_type="zero"))
+        env = gym.wrappers.FrameStackObservation(env, args.frame_stack, padding_type="zero")
+        env = RamFeatureObservation(env, keep_pixels=True)
         env.action_space.seed(seed)
         return env
 

@@ -10,10 +10,11 @@ from test_events import pixels
 import dqn_ram_atari as dqn
 from common.contract import EPSILON_EVAL, load_agent
 from common.events import TAP_MIN_Y, decode_ram, int8
+from common.ram_features import FEATURES
 from conftest import TINY as CONFTEST_TINY
 from conftest import one_line_error, run_script, tb_scalars
 
-F = {name: i for i, name in enumerate(dqn.FEATURES)}
+F = {name: i for i, name in enumerate(FEATURES)}
 TINY = [f for f in CONFTEST_TINY["dqn_ram_atari"] if f not in ("--total-timesteps", "400")] + ["--eval-episodes", "0"]
 # documented range of every feature (RamFeatureObservation's docstring)
 RANGES = {"in_play": (0, 1), "ball_x": (-0.05, 1), "ball_y": (0, 1.05), "paddle_center": (0.1, 0.95), "tap_now": (0, 1),

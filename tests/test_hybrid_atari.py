@@ -13,10 +13,11 @@ import dqn_ram_atari
 import hybrid_atari as hy
 import ppo_atari
 from common.contract import EPSILON_EVAL, load_agent
+from common.ram_features import FEATURES
 from conftest import TINY as CONFTEST_TINY
 from conftest import live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars
 
-F = {name: i for i, name in enumerate(dqn_ram_atari.FEATURES)}
+F = {name: i for i, name in enumerate(FEATURES)}
 TINY = [f for f in CONFTEST_TINY["hybrid_atari"] if f not in ("--total-timesteps", "250")] + ["--eval-episodes", "0"]
 
 
@@ -30,7 +31,7 @@ def serve_or(obs_ram: np.ndarray, rng, p_random: float) -> np.ndarray:
 def test_observation_is_ppo_pixels_plus_dqn_ram_features():
     envs = [mod.make_env(mod.Args(), seed=0)() for mod in (hy, ppo_atari, dqn_ram_atari)]
     (obs, info), (px, _), (ram, _) = (env.reset(seed=0) for env in envs)
-    assert hy.NUM_FEATURES == len(dqn_ram_atari.FEATURES) and envs[0].observation_space.contains(obs)
+    assert hy.NUM_FEATURES == len(FEATURES) and envs[0].observation_space.contains(obs)
     rng, steps, lost = np.random.default_rng(0), 0, 0
     for steps in range(1, 1500):
         assert obs["pixels"].dtype == np.uint8 and obs["pixels"].shape == (4, 84, 84)
