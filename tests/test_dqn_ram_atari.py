@@ -1,5 +1,10 @@
 """Tests for dqn_ram_atari.py: RAM features against the emulator, vector-env semantics, replay maths, smoke run, resume."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -11,8 +16,8 @@ import dqn_ram_atari as dqn
 from common.contract import EPSILON_EVAL, load_agent
 from common.events import TAP_MIN_Y, decode_ram, int8
 from common.ram_features import FEATURES
+from conftest import ENV, REPO, one_line_error, run_script, tb_scalars
 from conftest import TINY as CONFTEST_TINY
-from conftest import one_line_error, run_script, tb_scalars
 
 F = {name: i for i, name in enumerate(FEATURES)}
 TINY = [f for f in CONFTEST_TINY["dqn_ram_atari"] if f not in ("--total-timesteps", "400")] + ["--eval-episodes", "0"]
@@ -274,3 +279,21 @@ def test_smoke_contract_and_resume(tmp_path):
         values = [v for _, v in tb_scalars(ckpt_path.parent, tag)]
         assert values and np.isfinite(values).all(), tag
 
+
+
+def test_ctrl_c_in_a_terminal_saves_and_leaves_no_env_process(tmp_path):
+    """A terminal's Ctrl-C signals the whole process group: the games' process ignores it, the trainer saves, then
+    closes it."""
+    cmd = [sys.executable, str(REPO / "dqn_ram_atari.py"), *TINY, "--total-timesteps", "1000000"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    assert proc.stdout.readline().startswith("device:")
+    time.sleep(4)  # past set-up: the handler is installed before the first step
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "resume with: python dqn_ram_atari.py --resume" in out, out
+    (ckpt_path,) = tmp_path.glob("runs/*/*.pt")
+    assert 0 < torch.load(ckpt_path, weights_only=True)["global_step"] < 1_000_000
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # nothing of the run is left in its process group
+        os.killpg(proc.pid, 0)
