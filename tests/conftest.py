@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # OpenMP threads spin while they wait; on a CPU shared with another process (a training run) that costs ~10x.
@@ -30,6 +31,15 @@ TINY = {
                      "--total-timesteps", "250"],
 }  # fmt: skip
 
+
+
+def two_observations(loaded):
+    """A batch of 2 make_env observations (reset, then one FIRE step) of a loaded checkpoint's env; dicts stay dicts."""
+    env = loaded.module.make_env(loaded.args, seed=0)()
+    first, _ = env.reset(seed=0)
+    second = env.step(1)[0]
+    env.close()
+    return {k: np.stack([first[k], second[k]]) for k in first} if isinstance(first, dict) else np.stack([first, second])
 
 
 def live_replay_slots(memory, naive: list, written, L: int, n: int, stack: int = 4):

@@ -16,7 +16,7 @@ import dqn_ram_atari as dqn
 from common.contract import EPSILON_EVAL, load_agent
 from common.events import TAP_MIN_Y, decode_ram, int8
 from common.ram_features import FEATURES
-from conftest import ENV, REPO, one_line_error, run_script, tb_scalars
+from conftest import ENV, REPO, one_line_error, run_script, tb_scalars, two_observations
 from conftest import TINY as CONFTEST_TINY
 
 F = {name: i for i, name in enumerate(FEATURES)}
@@ -259,11 +259,7 @@ def test_smoke_contract_and_resume(tmp_path):
     assert first_updates > 200
 
     loaded = load_agent(ckpt_path, torch.device("cpu"))
-    env = loaded.module.make_env(loaded.args, seed=0)()
-    obs, _ = env.reset(seed=0)
-    batch = np.stack([obs, env.step(1)[0]])
-    env.close()
-    actions, q = loaded.agent.act(batch, greedy=False)
+    actions, q = loaded.agent.act(two_observations(loaded), greedy=False)
     assert actions.shape == (2,) and q.shape == (2, 4) and q.dtype == np.float32 and np.isfinite(q).all()
 
     out = run_script("dqn_ram_atari", "--resume", str(ckpt_path), "--total-timesteps", str(3 * N), cwd=tmp_path).stdout

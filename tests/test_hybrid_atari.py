@@ -15,7 +15,7 @@ import ppo_atari
 from common.contract import EPSILON_EVAL, load_agent
 from common.ram_features import FEATURES
 from conftest import TINY as CONFTEST_TINY
-from conftest import live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars
+from conftest import live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars, two_observations
 
 F = {name: i for i, name in enumerate(FEATURES)}
 TINY = [f for f in CONFTEST_TINY["hybrid_atari"] if f not in ("--total-timesteps", "250")] + ["--eval-episodes", "0"]
@@ -153,11 +153,7 @@ def test_smoke_contract_resume_and_ablated_evaluation(tmp_path):
     assert first_updates > 150
 
     loaded = load_agent(ckpt_path, torch.device("cpu"))
-    env = loaded.module.make_env(loaded.args, seed=0)()
-    obs, _ = env.reset(seed=0)
-    batch = {k: np.stack([obs[k], env.step(1)[0][k]]) for k in obs}
-    env.close()
-    actions, q = loaded.agent.act(batch, greedy=False)
+    actions, q = loaded.agent.act(two_observations(loaded), greedy=False)
     assert actions.shape == (2,) and q.shape == (2, 4) and q.dtype == np.float32 and np.isfinite(q).all()
 
     out = run_script("hybrid_atari", "--resume", str(ckpt_path), "--total-timesteps", str(2 * N), cwd=tmp_path).stdout
