@@ -1,0 +1,60 @@
+"""The commands behind the figures in docs/: benchmarks and the learning-curve plot, on tiny inputs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+from conftest import TINY, run_script
+
+
+def numbers(pattern: str, text: str) -> list[float]:
+    found = re.findall(pattern, text)
+    assert found, f"{pattern!r} not in:\n{text}"
+    return [float(x) for x in found]
+
+
+def test_throughput_reports_env_and_training_sps(tmp_path):
+    flags = [f for f in TINY["dqn_ram_atari"] if f not in ("--total-timesteps", "400")]
+    out = run_script("benchmarks/throughput", "--script", "dqn_ram_atari", "--steps", "600", "--env-steps", "20",
+                     "--repeats", "1", "--", *flags, cwd=tmp_path).stdout  # fmt: skip
+    (env_sps,) = numbers(r"env-only SPS\s+\(median of 1\):\s+(\d+)", out)
+    (train_sps,) = numbers(r"training SPS\s+\(median of 1\):\s+(\d+)", out)
+    (ratio,) = numbers(r"training / env-only: ([\d.]+)", out)
+    assert env_sps > 0 and train_sps > 0 and ratio == pytest.approx(train_sps / env_sps, abs=2e-3)
+    assert "script: dqn_ram_atari" in out and not any(tmp_path.iterdir())  # runs go to a temporary folder
+
+
+def test_dqn_update_profile_phases_add_up(tmp_path):
+    out = run_script("benchmarks/dqn_update_profile", "--updates", "3", cwd=tmp_path).stdout
+    phases = numbers(r"\s([\d.]+) ms", "\n".join(out.splitlines()[1:7]))  # the 6 phases of one update
+    (total,) = numbers(r"one update \(sum of the phases above act\)\s+([\d.]+) ms", out)
+    assert len(phases) == 6 and all(p > 0 for p in phases) and total == pytest.approx(sum(phases), abs=0.05)
+    (bound,) = numbers(r"learner bound at train_frequency 4: (\d+) agent steps/s", out)
+    assert bound > 0
+
+
+def test_replay_memory_bytes_per_transition(tmp_path):
+    out = run_script("benchmarks/replay_memory", "--buffer-size", "16000", cwd=tmp_path).stdout
+    assert "transitions stored: 16000" in out
+    (per_transition,) = numbers(r"arrays' nbytes: [\d.]+ GB = ([\d.]+) B per transition", out)
+    assert 84 * 84 + 3 <= per_transition <= 7_500  # one frame + action, reward, flags, plus the sum tree's share
+
+
+def test_plot_curves_rolling_mean_and_png(tmp_path):
+    run = tmp_path / "BreakoutNoFrameskip-v4__demo__1__0"
+    writer = SummaryWriter(str(run))
+    returns = np.arange(30, dtype=float)
+    for i, r in enumerate(returns):
+        writer.add_scalar("charts/episodic_return", r, 100 * (i + 1))
+    writer.close()
+    out = run_script("tools/plot_curves", str(run), "--out", str(tmp_path / "curve.png"), "--window", "10",
+                     cwd=tmp_path).stdout  # fmt: skip
+    assert f"30 games, last step 3000, rolling mean of last 10 games {returns[-10:].mean():.2f}" in out
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    proc = run_script("tools/plot_curves", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png"), cwd=tmp_path,
+                      check=False)  # fmt: skip
+    assert proc.returncode != 0 and "is not a run folder" in proc.stderr
