@@ -238,17 +238,21 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
     return life_rows, game_rows, {"gap": np.array(all_gaps), "merged": np.array(all_mgaps)}
 
 
-def stats(x: list[float], rng_seed: int = 0) -> dict:
-    """Mean, std, median, interquartile mean and a 95% percentile-bootstrap CI of the mean (10,000 resamples)."""
+def stats(x: list[float], rng_seed: int = 0, ci: bool = True) -> dict:
+    """Mean, std, median, interquartile mean and, with ci (games, lives), a 95% percentile-bootstrap CI of the mean:
+    10,000 resamples drawn in chunks of <= 2M values. Per-step series (Q-gaps) get no CI: their steps are not independent."""
     a = np.asarray(x, dtype=np.float64)
     if len(a) == 0:
         return {"n": 0}
-    boot = np.random.default_rng(rng_seed).choice(a, size=(10_000, len(a))).mean(1)
     cut = len(a) // 4  # IQM: mean of the middle 50% after dropping floor(n/4) from each end (scipy trim_mean 0.25, rliable)
     mid = np.sort(a)[cut : len(a) - cut]
-    return {"n": len(a), "mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else 0.0, "median": float(np.median(a)),
-            "iqm": float(mid.mean()), "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
-            "min": a.min(), "max": a.max()}  # fmt: skip
+    out = {"n": len(a), "mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else 0.0, "median": float(np.median(a)),
+           "iqm": float(mid.mean()), "min": a.min(), "max": a.max()}  # fmt: skip
+    if ci:
+        rng, rows = np.random.default_rng(rng_seed), max(1, 2_000_000 // len(a))
+        boot = np.concatenate([rng.choice(a, size=(min(rows, 10_000 - i), len(a))).mean(1) for i in range(0, 10_000, rows)])
+        out["ci95"] = [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]
+    return out
 
 
 def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: list[dict], gaps: dict, wall: float) -> dict:
@@ -285,9 +289,9 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
         "end_reasons": {k: sum(g["end_reason"] == k for g in games) for k in ("game_over", "frame_cap", "stall")},
         "qgap": {
             "label": "Q-value gap" if loaded.agent.score_kind == "q_values" else "logit margin (not a Q-value)",
-            "gap": stats(gaps["gap"].tolist())
+            "gap": stats(gaps["gap"].tolist(), ci=False)
             | {"p10": float(np.quantile(gaps["gap"], 0.1)), "p90": float(np.quantile(gaps["gap"], 0.9))},
-            "merged": stats(gaps["merged"][~np.isnan(gaps["merged"])].tolist()),
+            "merged": stats(gaps["merged"][~np.isnan(gaps["merged"])].tolist(), ci=False),
         },  # fmt: skip
     }
     if breakout:

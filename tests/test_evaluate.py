@@ -40,6 +40,13 @@ def test_longest_streak_and_stats():
     assert s["n"] == 8 and s["median"] == 4.5 and s["mean"] == pytest.approx(16.0)
     assert s["iqm"] == pytest.approx(4.5)  # the outlier 100 is outside the inter-quartile range
     assert s["ci95"][0] < s["mean"] < s["ci95"][1]
+    # chunked resampling: a 5,000-game list (resamples in chunks of 400) gives a CI that brackets the mean tightly
+    big = np.random.default_rng(1).normal(50, 10, 5_000)
+    lo, hi = evaluate.stats(big.tolist())["ci95"]
+    assert lo < big.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * 10 / np.sqrt(5_000), rel=0.15)
+    # per-step series (Q-gaps of a long evaluation) get no bootstrap: it would be 10,000 x steps values
+    steps = evaluate.stats(np.ones(1_000_000).tolist(), ci=False)
+    assert steps["n"] == 1_000_000 and steps["mean"] == 1.0 and "ci95" not in steps
 
 
 @pytest.fixture(scope="module")
