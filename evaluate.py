@@ -268,7 +268,10 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
             "versions": ck.get("versions"),
             "args": ck["args"],
         },
-        "protocol": ck["protocol"] | ({"env_id_override": opts.env_id} if opts.env_id else {}),
+        "protocol": ck["protocol"] | ({"env_id_override": opts.env_id,  # and the sticky-action rate actually played
+                                       "played_repeat_action_probability":
+                                           loaded.module.env_protocol(loaded.args)["repeat_action_probability"]}
+                                      if opts.env_id else {}),  # fmt: skip
         "evaluation": {
             "mode": "deterministic" if opts.deterministic else "stochastic",
             "num_games_per_seed": opts.num_games,
@@ -323,8 +326,10 @@ def write_outputs(out_dir: Path, lives: list[dict], games: list[dict], summary: 
 def console_summary(s: dict) -> str:
     p, e = s["pooled"], s.get("events", {})
     eps = f" eps={s['evaluation']['epsilon']}" if s["evaluation"]["epsilon"] else ""
-    lines = [f"{s['checkpoint']['script']} @ {s['checkpoint']['global_step']} steps | {s['protocol']['env_id']} | "
-             f"{s['evaluation']['mode']}{eps}"]  # fmt: skip
+    env = s["protocol"]["env_id"]
+    if s["protocol"].get("env_id_override"):  # trained on one env id, evaluated on another
+        env = f"{s['protocol']['env_id_override']} (trained on {env})"
+    lines = [f"{s['checkpoint']['script']} @ {s['checkpoint']['global_step']} steps | {env} | {s['evaluation']['mode']}{eps}"]
     for seed, st in s["per_seed"].items():
         lines.append(f"  seed +{seed}: {st['n']} games, mean {st['mean']:.2f} +- {st['std']:.2f}, median {st['median']:.1f}")
     lines.append(f"  pooled: mean {p['mean']:.2f} +- {p['std']:.2f} (95% CI {p['ci95'][0]:.2f}..{p['ci95'][1]:.2f}), "

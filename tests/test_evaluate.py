@@ -153,10 +153,13 @@ def test_loading_never_executes_code(tmp_path, monkeypatch):
 
 def test_sticky_override_is_allowed_and_recorded(trained_ppo, tmp_path):
     out = tmp_path / "v5"
-    run_script("evaluate", "--checkpoint", str(trained_ppo), "--env-id", "ALE/Breakout-v5", "--num-games", "1",
-               "--stall-steps", "100", "--output-dir", str(out), cwd=tmp_path)  # fmt: skip
+    proc = run_script("evaluate", "--checkpoint", str(trained_ppo), "--env-id", "ALE/Breakout-v5", "--num-games", "1",
+                      "--stall-steps", "100", "--output-dir", str(out), cwd=tmp_path)  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["protocol"]["env_id_override"] == "ALE/Breakout-v5"
+    assert summary["protocol"]["repeat_action_probability"] == 0.0  # trained without sticky actions ...
+    assert summary["protocol"]["played_repeat_action_probability"] == 0.25  # ... evaluated with them
+    assert "| ALE/Breakout-v5 (trained on BreakoutNoFrameskip-v4) |" in proc.stdout
 
 
 def test_checkpoint_of_unknown_module_is_refused(tmp_path):
