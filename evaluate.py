@@ -290,6 +290,9 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
         "life_return": stats([r["return"] for r in lives]),
         "zero_reward_life_fraction": float(np.mean([r["zero_reward"] for r in lives])) if lives else None,
         "end_reasons": {k: sum(g["end_reason"] == k for g in games) for k in ("game_over", "frame_cap", "stall")},
+        # games with the same score and length (in agent steps) replayed one trajectory after their no-ops: a deterministic
+        # protocol (v4, greedy) can turn N games into a few distinct ones, and the CI above then overstates the evidence
+        "distinct_games": len({(g["score"], g["length"]) for g in games}),
         "qgap": {
             "label": "Q-value gap" if loaded.agent.score_kind == "q_values" else "logit margin (not a Q-value)",
             "gap": stats(gaps["gap"].tolist(), ci=False)
@@ -337,6 +340,9 @@ def console_summary(s: dict) -> str:
     if "human_normalized" in s:
         lines.append(f"  human-normalised: {s['human_normalized']['mean']:.3f}")
     lines.append(f"  zero-reward lives: {100 * s['zero_reward_life_fraction']:.1f}% | end reasons: {s['end_reasons']}")
+    if s["distinct_games"] < p["n"]:
+        lines.append(f"  only {s['distinct_games']} distinct games of {p['n']} (same score and length): the protocol repeats "
+                     "itself; sticky actions (--env-id ALE/Breakout-v5) give independent games")  # fmt: skip
     if e:
         lines.append(f"  serve failures (no paddle hit): {e['serve_failures']} | high-FIRE retries: {e['high_fire_retries']}"
                      f" | median serve latency {e['serve_latency'].get('median', float('nan')):.0f} steps")  # fmt: skip

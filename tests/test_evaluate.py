@@ -166,3 +166,17 @@ def test_checkpoint_of_unknown_module_is_refused(tmp_path):
     path = save_checkpoint(tmp_path / "x.pt", script="os", args={}, protocol={}, global_step=0, model={})
     with pytest.raises(Exception, match="does not exist"):
         load_agent(path, torch.device("cpu"))
+
+
+def test_committed_ram_checkpoint_reproduces_its_results_and_counts_repeated_games(tmp_path):
+    """docs/results/dqn_ram_atari.md: the first 3 greedy v4 games of seed offset 0 are 109, 109 and 409 points; the
+    first two are one trajectory after different no-op starts, which distinct_games and the console point out."""
+    documented = read(REPO / "docs/results/dqn_ram_atari_eval_det/per_game.csv")[:3]
+    out = tmp_path / "det"
+    proc = run_script("evaluate", "--checkpoint", str(REPO / "checkpoints/dqn_ram_atari_breakout.pt"), "--num-games", "3",
+                      "--seeds", "0", "--deterministic", "--output-dir", str(out), cwd=tmp_path)  # fmt: skip
+    games = read(out / "per_game.csv")
+    key = ("score", "length", "frames", "end_reason")
+    assert [[g[k] for k in key] for g in games] == [[g[k] for k in key] for g in documented]
+    assert json.loads((out / "summary.json").read_text())["distinct_games"] == 2
+    assert "only 2 distinct games of 3 (same score and length)" in proc.stdout
