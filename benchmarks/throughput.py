@@ -38,8 +38,13 @@ def cpu_model() -> str:
 
 
 def env_sps(mod, args, steps: int) -> float:
-    make = getattr(mod, "make_vector_env", None) or mod.RamVectorEnv  # the RAM scripts step gymnasium envs themselves
-    envs = make(args, args.num_envs)
+    if hasattr(mod, "make_vector_env") or hasattr(mod, "RamVectorEnv"):  # ale-py's vector env / the RAM script's own
+        envs = (getattr(mod, "make_vector_env", None) or mod.RamVectorEnv)(args, args.num_envs)
+    else:  # hybrid_atari: a SyncVectorEnv of make_env, as its main() builds it
+        import gymnasium as gym
+
+        thunks = [mod.make_env(args, args.seed + i, i) for i in range(args.num_envs)]
+        envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     envs.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = rng.integers(0, envs.single_action_space.n, size=(steps, args.num_envs))
