@@ -53,16 +53,17 @@ class RamFeatureObservation(gym.Wrapper):
         self.prev = s
         return np.array(v, dtype=np.float32)
 
-    def observe(self, pixels):
+    def observe(self, below):
+        """The features of the RAM now; with keep_pixels also `below`, the wrapped env's observation (a frame stack)."""
         ram = self.features(self.env.unwrapped.ale.getRAM())
-        return {"pixels": pixels, "ram": ram} if self.keep_pixels else ram
+        return {"pixels": below, "ram": ram} if self.keep_pixels else ram
 
     def reset(self, **kwargs):
-        pixels, info = self.env.reset(**kwargs)
+        below, info = self.env.reset(**kwargs)
         self.tap, self.prev, self.since_tap = TapDetector(), None, 100
-        return self.observe(pixels), info
+        return self.observe(below), info
 
     def step(self, action):
-        pixels, reward, terminated, truncated, info = self.env.step(action)
+        below, reward, terminated, truncated, info = self.env.step(action)
         lives = self.prev.lives
-        return self.observe(pixels), reward, terminated, truncated, {**info, "life_lost": self.prev.lives < lives}
+        return self.observe(below), reward, terminated, truncated, {**info, "life_lost": self.prev.lives < lives}
