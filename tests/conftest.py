@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 # OpenMP threads spin while they wait; on a CPU shared with another process (a training run) that costs ~10x.
 # Set before torch is imported, for this process and the scripts it starts.
@@ -33,13 +34,19 @@ TINY = {
 
 
 
-def two_observations(loaded):
-    """A batch of 2 make_env observations (reset, then one FIRE step) of a loaded checkpoint's env; dicts stay dicts."""
+def check_agent_acts(ckpt_path) -> None:
+    """Load a checkpoint through the contract and act on 2 observations of its make_env env (reset, one FIRE step):
+    actions [2], finite float32 scores [2, 4]. Dict observations (the hybrid's) are batched per key."""
+    from common.contract import load_agent
+
+    loaded = load_agent(ckpt_path, torch.device("cpu"))
     env = loaded.module.make_env(loaded.args, seed=0)()
     first, _ = env.reset(seed=0)
     second = env.step(1)[0]
     env.close()
-    return {k: np.stack([first[k], second[k]]) for k in first} if isinstance(first, dict) else np.stack([first, second])
+    batch = {k: np.stack([first[k], second[k]]) for k in first} if isinstance(first, dict) else np.stack([first, second])
+    actions, q = loaded.agent.act(batch, greedy=False)
+    assert actions.shape == (2,) and q.shape == (2, 4) and q.dtype == np.float32 and np.isfinite(q).all()
 
 
 def live_replay_slots(memory, naive: list, written, L: int, n: int, stack: int = 4):

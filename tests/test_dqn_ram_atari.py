@@ -13,10 +13,10 @@ import torch
 from test_events import pixels
 
 import dqn_ram_atari as dqn
-from common.contract import EPSILON_EVAL, load_agent
+from common.contract import EPSILON_EVAL
 from common.events import TAP_MIN_Y, decode_ram, int8
 from common.ram_features import FEATURES
-from conftest import ENV, REPO, one_line_error, run_script, tb_scalars, two_observations
+from conftest import ENV, REPO, check_agent_acts, one_line_error, run_script, tb_scalars
 from conftest import TINY as CONFTEST_TINY
 
 F = {name: i for i, name in enumerate(FEATURES)}
@@ -258,9 +258,7 @@ def test_smoke_contract_and_resume(tmp_path):
     first_updates = ckpt["resume"]["num_updates"]
     assert first_updates > 200
 
-    loaded = load_agent(ckpt_path, torch.device("cpu"))
-    actions, q = loaded.agent.act(two_observations(loaded), greedy=False)
-    assert actions.shape == (2,) and q.shape == (2, 4) and q.dtype == np.float32 and np.isfinite(q).all()
+    check_agent_acts(ckpt_path)
 
     out = run_script("dqn_ram_atari", "--resume", str(ckpt_path), "--total-timesteps", str(3 * N), cwd=tmp_path).stdout
     assert f"at global_step {N} (the replay memory starts empty)" in out

@@ -12,10 +12,10 @@ import torch
 import dqn_ram_atari
 import hybrid_atari as hy
 import ppo_atari
-from common.contract import EPSILON_EVAL, load_agent
+from common.contract import EPSILON_EVAL
 from common.ram_features import FEATURES
 from conftest import TINY as CONFTEST_TINY
-from conftest import live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars, two_observations
+from conftest import check_agent_acts, live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars
 
 F = {name: i for i, name in enumerate(FEATURES)}
 TINY = [f for f in CONFTEST_TINY["hybrid_atari"] if f not in ("--total-timesteps", "250")] + ["--eval-episodes", "0"]
@@ -152,9 +152,7 @@ def test_smoke_contract_resume_and_ablated_evaluation(tmp_path):
     first_updates = ckpt["resume"]["num_updates"]
     assert first_updates > 150
 
-    loaded = load_agent(ckpt_path, torch.device("cpu"))
-    actions, q = loaded.agent.act(two_observations(loaded), greedy=False)
-    assert actions.shape == (2,) and q.shape == (2, 4) and q.dtype == np.float32 and np.isfinite(q).all()
+    check_agent_acts(ckpt_path)
 
     out = run_script("hybrid_atari", "--resume", str(ckpt_path), "--total-timesteps", str(2 * N), cwd=tmp_path).stdout
     assert f"at global_step {N} (the replay memory starts empty)" in out

@@ -54,7 +54,10 @@ def main() -> None:
         ax.plot(steps[w - 1 :], smooth, label=label)
         hours = (wall - wall[0]) / 3600
         ax_t.plot(hours[w - 1 :], smooth, label=label)
-        print(f"{run.name}: {len(values)} games, last step {steps[-1]}, rolling mean of last {w} games {smooth[-1]:.2f}")
+        span = wall[-1] - wall[0]  # first to last game: wall clock including any pauses
+        rate = f"{(steps[-1] - steps[0]) / span:.0f} agent steps/s" if span > 0 else "n/a"
+        print(f"{run.name}: {len(values)} games, last step {steps[-1]}, rolling mean of last {w} games {smooth[-1]:.2f}, "
+              f"best game {values.max():g}, {span / 3600:.2f} h from first to last game ({rate})")
     ax.set_xlabel("agent steps")
     ax_t.set_xlabel("wall-clock hours (includes any pauses)")
     for a in (ax, ax_t):
