@@ -15,6 +15,8 @@ A checkpoint is a plain dict of tensors and Python builtins, so it loads with
     created         UNIX time
     resume          optional: what a resumed run needs (optimizer, RNG states, W&B run id, ...).
                     ``strip_checkpoint`` drops it for a small, shareable file.
+    model_dtype     optional: "float16" when ``strip_checkpoint(half=True)`` stored the float weights
+                    in half precision (half the size); ``load_checkpoint`` returns them as float32.
 
 Files are written atomically (temp file in the same folder + ``os.replace``), so an interrupted
 save never leaves a truncated checkpoint behind.
@@ -159,6 +161,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing keys {missing}")
+    if ckpt.get("model_dtype") == "float16":  # a half-precision shared checkpoint: the networks run in float32
+        ckpt["model"] = {k: v.float() if v.dtype == torch.float16 else v for k, v in ckpt["model"].items()}
     return ckpt
 
 
@@ -182,19 +186,24 @@ def load_for_resume(args: Any, module: str) -> tuple[Any, dict[str, Any]]:
     return dataclasses.replace(type(args)(**saved), resume=args.resume, **cli), ckpt
 
 
-def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy a checkpoint without its resume state (optimizer, RNG, replay): small and shareable."""
+def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, half: bool = False) -> Path:
+    """Copy a checkpoint without its resume state (optimizer, RNG, replay): small and shareable. ``half`` also stores
+    the float32 weights as float16 (half the size; evaluate the stripped file, since actions can change)."""
     ckpt = load_checkpoint(src)
     ckpt.pop("resume", None)
+    if half:
+        ckpt["model"] = {k: v.half() if v.dtype == torch.float32 else v for k, v in ckpt["model"].items()}
+        ckpt["model_dtype"] = "float16"
     return write_atomic(ckpt, Path(dst))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m common.checkpoint strip IN OUT`` and ``python -m common.checkpoint show IN``."""
+    """``python -m common.checkpoint strip IN OUT [--half]`` and ``python -m common.checkpoint show IN``."""
     argv = sys.argv[1:] if argv is None else argv
+    half = argv[3:] == ["--half"]
     try:
-        if len(argv) == 3 and argv[0] == "strip":
-            out = strip_checkpoint(argv[1], argv[2])
+        if len(argv) == 3 + half and argv[0] == "strip":
+            out = strip_checkpoint(argv[1], argv[2], half=half)
             print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
             return 0
         if len(argv) == 2 and argv[0] == "show":
@@ -204,12 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"script={ckpt['script']} global_step={ckpt['global_step']} params={n_params} commit={ckpt.get('git_commit')}"
             )
             print(f"protocol={ckpt['protocol']}")
-            print(f"resume state: {'yes' if 'resume' in ckpt else 'no'}; versions={ckpt.get('versions')}")
+            resume, stored = "yes" if "resume" in ckpt else "no", ckpt.get("model_dtype", "float32")
+            print(f"resume state: {resume}; weights stored as {stored}; versions={ckpt.get('versions')}")
             return 0
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print("usage: python -m common.checkpoint strip IN.pt OUT.pt | show IN.pt", file=sys.stderr)
+    print("usage: python -m common.checkpoint strip IN.pt OUT.pt [--half] | show IN.pt", file=sys.stderr)
     return 2
 
 

@@ -85,6 +85,19 @@ def test_strip_drops_resume_state_and_keeps_provenance(tmp_path):
     assert ck.main(["show", str(dst)]) == 0 and ck.main(["show", str(tmp_path / "none.pt")]) == 2
 
 
+def test_strip_half_stores_float16_and_loads_float32(tmp_path):
+    weights = {"w": torch.randn(256, 256), "steps": torch.arange(3)}
+    src = _save(tmp_path / "full.pt", model=weights)
+    assert ck.main(["strip", str(src), str(tmp_path / "half.pt"), "--half"]) == 0
+    raw = torch.load(tmp_path / "half.pt", weights_only=True)
+    assert raw["model"]["w"].dtype == torch.float16 and raw["model"]["steps"].dtype == torch.int64
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * src.stat().st_size
+    model = ck.load_checkpoint(tmp_path / "half.pt")["model"]
+    assert model["w"].dtype == torch.float32 and torch.equal(model["steps"], weights["steps"])
+    assert torch.allclose(model["w"], weights["w"], rtol=1e-3, atol=1e-4) and not torch.equal(model["w"], weights["w"])
+    assert ck.main(["strip", str(src), str(tmp_path / "x.pt"), "--halve"]) == 2
+
+
 def test_rng_state_round_trip():
     state = ck.rng_state()
     a = (random.random(), np.random.rand(), torch.rand(1).item())
