@@ -1,7 +1,7 @@
 """Evaluate any checkpoint of this repo: per-life, per-game, Q-gap and Breakout event statistics.
 
-    python evaluate.py --checkpoint checkpoints/ppo_atari_breakout.pt --num-games 30 --seeds 0 1 2 --deterministic \
-        --events --output-dir runs/eval/ppo_det --plots
+    python evaluate.py --checkpoint checkpoints/ppo_atari_breakout.pt --seeds 0 1 2 --events --output-dir runs/eval/ppo_stoch
+    python evaluate.py --checkpoint checkpoints/ppo_atari_breakout.pt --deterministic --output-dir runs/eval/ppo_det
     python evaluate.py --compare runs/eval/ppo_det runs/eval/ppo_stoch --output-dir runs/eval/compare
 
 The checkpoint names its script; that script's `make_env` and `make_agent` rebuild the env protocol and the
