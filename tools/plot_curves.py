@@ -3,7 +3,9 @@
     python tools/plot_curves.py runs/BreakoutNoFrameskip-v4__ppo_atari__1__* --out docs/results/ppo_atari_curve.png
 
 Each run is drawn as a rolling mean over `--window` games of `charts/episodic_return`, with the individual games faint.
-Prints the last rolling mean of each run, so the number next to a plot comes from the same command.
+Prints the last rolling mean of each run, so the number next to a plot comes from the same command, and its running
+time: a resumed run's pauses (gaps of more than `--pause-minutes` between two games) are left out of it and of the
+wall-clock axis.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--tag", default="charts/episodic_return")
     parser.add_argument("--window", type=int, default=100, help="games in the rolling mean")
     parser.add_argument("--title", default="Breakout: raw full-game return during training")
+    parser.add_argument("--pause-minutes", type=float, default=10.0, help="a longer gap between two games is a pause")
     opts = parser.parse_args()
 
     import matplotlib
@@ -52,14 +55,16 @@ def main() -> None:
         label = run.name.split("__")[1] if "__" in run.name else run.name
         ax.plot(steps, values, ".", alpha=0.08, ms=2)
         ax.plot(steps[w - 1 :], smooth, label=label)
-        hours = (wall - wall[0]) / 3600
-        ax_t.plot(hours[w - 1 :], smooth, label=label)
-        span = wall[-1] - wall[0]  # first to last game: wall clock including any pauses
-        rate = f"{(steps[-1] - steps[0]) / span:.0f} agent steps/s" if span > 0 else "n/a"
+        gaps = np.diff(wall, prepend=wall[0])
+        running = np.cumsum(np.where(gaps > 60 * opts.pause_minutes, 0.0, gaps))  # seconds, pauses left out
+        ax_t.plot(running[w - 1 :] / 3600, smooth, label=label)
+        span, pauses = wall[-1] - wall[0], int((gaps > 60 * opts.pause_minutes).sum())
+        rate = f"{(steps[-1] - steps[0]) / running[-1]:.0f} agent steps/s" if running[-1] > 0 else "n/a"
         print(f"{run.name}: {len(values)} games, last step {steps[-1]}, rolling mean of last {w} games {smooth[-1]:.2f}, "
-              f"best game {values.max():g}, {span / 3600:.2f} h from first to last game ({rate})")
+              f"best game {values.max():g}, {running[-1] / 3600:.2f} h running from first to last game ({rate}; "
+              f"{span / 3600:.2f} h wall clock with {pauses} pauses)")
     ax.set_xlabel("agent steps")
-    ax_t.set_xlabel("wall-clock hours (includes any pauses)")
+    ax_t.set_xlabel(f"hours running (gaps > {opts.pause_minutes:g} min between games left out)")
     for a in (ax, ax_t):
         a.set_ylabel(f"{opts.tag} (rolling mean)")
         a.grid(alpha=0.3)
