@@ -407,25 +407,15 @@ def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
             raise ValueError(f"--compare: {path} does not exist (run evaluate.py --output-dir {d} first)")
         s = json.loads(path.read_text())
         scores.append([float(r["score"]) for r in read_csv(Path(d) / "per_game.csv")])
-        p, e = s["pooled"], s.get("events", {})
-        rows.append([Path(d).name, s["checkpoint"]["script"], str(s["checkpoint"]["global_step"]), s["evaluation"]["mode"],
+        p, e, ev = s["pooled"], s.get("events", {}), s["evaluation"]
+        mode = ev["mode"] + (f", no {ev['ablate']}" if ev.get("ablate") else "")
+        rows.append([Path(d).name, s["checkpoint"]["script"], str(s["checkpoint"]["global_step"]),
+                     s["protocol"].get("env_id_override") or s["protocol"]["env_id"], mode,
                      str(p["n"]), f"{p['mean']:.2f}", f"{p['std']:.2f}", f"{p['median']:.1f}", f"{p['iqm']:.2f}",
                      f"{100 * s['zero_reward_life_fraction']:.1f}%", str(e.get("serve_failures", "-")),
-                     f"{s['qgap']['gap']['mean']:.4f}"])  # fmt: skip
-    head = [
-        "run",
-        "script",
-        "steps",
-        "mode",
-        "games",
-        "mean",
-        "std",
-        "median",
-        "IQM",
-        "zero-rew lives",
-        "serve fails",
-        "mean gap",
-    ]
+                     f"{s['qgap']['gap']['mean']:.4f}", f"{s['qgap']['gap']['median']:.4f}"])  # fmt: skip
+    head = ["run", "script", "steps", "env played", "mode", "games", "mean", "std", "median", "IQM", "zero-rew lives",
+            "serve fails", "mean gap", "median gap"]  # fmt: skip
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + rows)
     fig, ax = plt.subplots(figsize=(1.6 * len(dirs) + 3, 4))

@@ -112,7 +112,10 @@ def test_notebook_executes(eval_dir, monkeypatch):
 
 def test_compare_mode(eval_dir, tmp_path):
     proc = run_script("evaluate", "--compare", str(eval_dir), str(eval_dir), "--output-dir", str(tmp_path), cwd=tmp_path)
-    assert proc.stdout.count("ppo_atari") == 2 and "IQM" in proc.stdout
+    assert proc.stdout.count("ppo_atari") == 2 and "IQM" in proc.stdout and "median gap" in proc.stdout
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    row = proc.stdout.splitlines()[1].split()
+    assert row[3:6] == ["BreakoutNoFrameskip-v4", "stochastic", "4"] and float(row[6]) == round(summary["pooled"]["mean"], 2)
     assert (tmp_path / "compare.png").stat().st_size > 1000
 
 
