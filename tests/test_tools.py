@@ -53,8 +53,8 @@ def test_plot_curves_rolling_mean_and_png(tmp_path):
     writer.close()
     out = run_script("tools/plot_curves", str(run), "--out", str(tmp_path / "curve.png"), "--window", "10",
                      cwd=tmp_path).stdout  # fmt: skip
-    assert f"30 games, last step 3000, rolling mean of last 10 games {returns[-10:].mean():.2f}, best game 29" in out
-    assert "0.08 h running from first to last game (10 agent steps/s; 2.08 h wall clock with 1 pauses)" in out
+    assert f"30 games, last step 3000, rolling mean of last 10 games {returns[-10:].mean():.2f}, max 29" in out
+    assert "0.08 h running from first to last point (10 agent steps/s; 2.08 h wall clock with 1 pauses)" in out
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     proc = run_script("tools/plot_curves", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png"), cwd=tmp_path,
                       check=False)  # fmt: skip

@@ -32,8 +32,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (with events.out.tfevents.* files)")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--tag", default="charts/episodic_return")
-    parser.add_argument("--window", type=int, default=100, help="games in the rolling mean")
+    parser.add_argument("--tag", default="charts/episodic_return", help="the scalar to plot (one point per game for returns)")
+    parser.add_argument("--window", type=int, default=100, help="points (games) in the rolling mean")
     parser.add_argument("--title", default="Breakout: raw full-game return during training")
     parser.add_argument("--pause-minutes", type=float, default=10.0, help="a longer gap between two games is a pause")
     opts = parser.parse_args()
@@ -43,6 +43,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    unit = "games" if opts.tag.endswith("episodic_return") else "points"  # other tags: losses, norms, ...
     fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
     for run in opts.runs:
         if not run.is_dir():
@@ -60,8 +61,8 @@ def main() -> None:
         ax_t.plot(running[w - 1 :] / 3600, smooth, label=label)
         span, pauses = wall[-1] - wall[0], int((gaps > 60 * opts.pause_minutes).sum())
         rate = f"{(steps[-1] - steps[0]) / running[-1]:.0f} agent steps/s" if running[-1] > 0 else "n/a"
-        print(f"{run.name}: {len(values)} games, last step {steps[-1]}, rolling mean of last {w} games {smooth[-1]:.2f}, "
-              f"best game {values.max():g}, {running[-1] / 3600:.2f} h running from first to last game ({rate}; "
+        print(f"{run.name}: {len(values)} {unit}, last step {steps[-1]}, rolling mean of last {w} {unit} {smooth[-1]:.2f}, "
+              f"max {values.max():g}, {running[-1] / 3600:.2f} h running from first to last point ({rate}; "
               f"{span / 3600:.2f} h wall clock with {pauses} pauses)")
     ax.set_xlabel("agent steps")
     ax_t.set_xlabel(f"hours running (gaps > {opts.pause_minutes:g} min between games left out)")
