@@ -183,3 +183,14 @@ def test_committed_ram_checkpoint_reproduces_its_results_and_counts_repeated_gam
     assert [[g[k] for k in key] for g in games] == [[g[k] for k in key] for g in documented]
     assert json.loads((out / "summary.json").read_text())["distinct_games"] == 2
     assert "only 2 distinct games of 3 (same score and length)" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["dqn_per_dueling_atari", "hybrid_atari"])
+def test_committed_pixel_checkpoints_reproduce_their_results(name, tmp_path):
+    """docs/results/<name>.md: the committed float16 checkpoint replays the first two greedy v4 games of seed offset 0
+    (score, length, frames, end reason) of its documented evaluation."""
+    documented = read(REPO / f"docs/results/{name}_eval_det/per_game.csv")[:2]
+    run_script("evaluate", "--checkpoint", str(REPO / f"checkpoints/{name}_breakout.pt"), "--num-games", "2", "--seeds", "0",
+               "--deterministic", "--output-dir", str(tmp_path / "det"), cwd=tmp_path)  # fmt: skip
+    key = ("score", "length", "frames", "end_reason")
+    assert [[g[k] for k in key] for g in read(tmp_path / "det/per_game.csv")] == [[g[k] for k in key] for g in documented]
