@@ -45,7 +45,7 @@ def main() -> None:
 
     unit = "games" if opts.tag.endswith("episodic_return") else "points"  # other tags: losses, norms, ...
     fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
-    for run in opts.runs:
+    for k, run in enumerate(opts.runs):
         if not run.is_dir():
             sys.exit(f"error: {run} is not a run folder")
         steps, values, wall = load(run, opts.tag)
@@ -54,11 +54,11 @@ def main() -> None:
         w = min(opts.window, len(values))
         smooth = np.convolve(values, np.ones(w) / w, mode="valid")
         label = run.name.split("__")[1] if "__" in run.name else run.name
-        ax.plot(steps, values, ".", alpha=0.08, ms=2)
-        ax.plot(steps[w - 1 :], smooth, label=label)
+        ax.plot(steps, values, ".", alpha=0.08, ms=2, color=f"C{k}")  # one colour per run in both panels
+        ax.plot(steps[w - 1 :], smooth, label=label, color=f"C{k}")
         gaps = np.diff(wall, prepend=wall[0])
         running = np.cumsum(np.where(gaps > 60 * opts.pause_minutes, 0.0, gaps))  # seconds, pauses left out
-        ax_t.plot(running[w - 1 :] / 3600, smooth, label=label)
+        ax_t.plot(running[w - 1 :] / 3600, smooth, label=label, color=f"C{k}")
         span, pauses = wall[-1] - wall[0], int((gaps > 60 * opts.pause_minutes).sum())
         rate = f"{(steps[-1] - steps[0]) / running[-1]:.0f} agent steps/s" if running[-1] > 0 else "n/a"
         print(f"{run.name}: {len(values)} {unit}, last step {steps[-1]}, rolling mean of last {w} {unit} {smooth[-1]:.2f}, "
