@@ -4,7 +4,7 @@
 
 Each run is drawn as a rolling mean over `--window` games of `charts/episodic_return`, with the individual games faint.
 Prints the last rolling mean of each run, so the number next to a plot comes from the same command, and its running
-time: a resumed run's pauses (gaps of more than `--pause-minutes` between two games) are left out of it and of the
+time: a resumed run's pauses (gaps of more than `--pause-minutes` between two logged points) are left out of it and of the
 wall-clock axis.
 """
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--tag", default="charts/episodic_return", help="the scalar to plot (one point per game for returns)")
     parser.add_argument("--window", type=int, default=100, help="points (games) in the rolling mean")
     parser.add_argument("--title", default="Breakout: raw full-game return during training")
-    parser.add_argument("--pause-minutes", type=float, default=10.0, help="a longer gap between two games is a pause")
+    parser.add_argument("--pause-minutes", type=float, default=10.0, help="a longer gap between two logged points is a pause")
     opts = parser.parse_args()
 
     import matplotlib
@@ -65,7 +65,7 @@ def main() -> None:
               f"max {values.max():g}, {running[-1] / 3600:.2f} h running from first to last point ({rate}; "
               f"{span / 3600:.2f} h wall clock with {pauses} pauses)")
     ax.set_xlabel("agent steps")
-    ax_t.set_xlabel(f"hours running (gaps > {opts.pause_minutes:g} min between games left out)")
+    ax_t.set_xlabel(f"hours running (gaps > {opts.pause_minutes:g} min between {unit} left out)")
     for a in (ax, ax_t):
         a.set_ylabel(f"{opts.tag} (rolling mean)")
         a.grid(alpha=0.3)
