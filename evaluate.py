@@ -394,13 +394,15 @@ def make_plots(out_dir: str | Path) -> list[Path]:
 
 
 def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
-    """Side-by-side table of several evaluation output dirs plus one combined plot (compare.png)."""
+    """Side-by-side table of several evaluation output dirs plus one combined plot (compare.png). When dirs evaluate one
+    script at several training steps, a second panel plots mean score and 95% CI against the step, one line per
+    (env played, mode): a learning curve measured by evaluate.py rather than by training returns."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows, scores = [], []
+    rows, scores, curves = [], [], {}
     for d in dirs:
         path = Path(d) / "summary.json"
         if not path.exists():
@@ -414,18 +416,32 @@ def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
                      str(p["n"]), f"{p['mean']:.2f}", f"{p['std']:.2f}", f"{p['median']:.1f}", f"{p['iqm']:.2f}",
                      f"{100 * s['zero_reward_life_fraction']:.1f}%", str(e.get("serve_failures", "-")),
                      f"{s['qgap']['gap']['mean']:.4f}", f"{s['qgap']['gap']['median']:.4f}"])  # fmt: skip
+        curves.setdefault((s["checkpoint"]["script"], rows[-1][3], mode), []).append(
+            (s["checkpoint"]["global_step"], p["mean"], *p["ci95"])
+        )
     head = ["run", "script", "steps", "env played", "mode", "games", "mean", "std", "median", "IQM", "zero-rew lives",
             "serve fails", "mean gap", "median gap"]  # fmt: skip
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + rows)
-    fig, ax = plt.subplots(figsize=(1.6 * len(dirs) + 3, 4))
-    ax.boxplot(scores, tick_labels=[Path(d).name for d in dirs], showmeans=True)
-    ax.set_ylabel("per-game score")
+    by_step = len({script for script, _, _ in curves}) == 1 and any(len({c[0] for c in v}) > 1 for v in curves.values())
+    fig, axes = plt.subplots(1, 1 + by_step, figsize=(1.6 * len(dirs) + 3 + 5 * by_step, 4), squeeze=False)
+    axes[0, 0].boxplot(scores, tick_labels=[Path(d).name for d in dirs], showmeans=True)
+    axes[0, 0].set_ylabel("per-game score")
+    plt.setp(axes[0, 0].get_xticklabels(), rotation=20, ha="right")
+    if by_step:
+        ax = axes[0, 1]
+        for (_, env, mode), points in sorted(curves.items()):
+            step, mean, lo, hi = np.array(sorted(points)).T
+            ax.errorbar(step, mean, yerr=[mean - lo, hi - mean], marker="o", capsize=3, label=f"{env}, {mode}")
+        ax.set(xlabel="training step (global_step)", ylabel="mean score, 95% bootstrap CI", title=next(iter(curves))[0])
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_dir / "compare.png", dpi=90)
     plt.close(fig)
-    return table + f"\nplot: {out_dir / 'compare.png'}"
+    panels = " (per-game scores; mean score by training step)" if by_step else ""
+    return table + f"\nplot: {out_dir / 'compare.png'}{panels}"
 
 
 def check_opts(opts: EvalArgs, loaded: LoadedAgent | None = None) -> None:

@@ -33,7 +33,6 @@ TINY = {
 }  # fmt: skip
 
 
-
 def check_agent_acts(ckpt_path) -> None:
     """Load a checkpoint through the contract and act on 2 observations of its make_env env (reset, one FIRE step):
     actions [2], finite float32 scores [2, 4]. Dict observations (the hybrid's) are batched per key."""
@@ -77,6 +76,15 @@ def naive_nstep(traj: list, j: int, n: int, gamma: float):
             return ret, gamma ** (k + 1), t["next"]
 
 
+def tally_step(ends: dict, written, e: int, over, term, trunc) -> None:
+    """Book env e's step in a naive-buffer test: the memory writes one slot, two at a game end (the final frame too);
+    count how the step ended (game over, time limit, or a life lost inside a game)."""
+    written[e] += 1 + over[e]
+    ends["game_over"] += over[e] and term[e] and not trunc[e]
+    ends["truncated"] += trunc[e]
+    ends["life"] += term[e] and not over[e]
+
+
 def run_script(script: str, *args: str, cwd: Path, timeout: float = 300, check: bool = True,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """Run `python <repo>/<script>.py args...` in cwd without a TTY; raise with its output on failure when check."""
@@ -96,6 +104,27 @@ def tb_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     return sorted((e.step, e.value) for e in acc.Scalars(tag)) if tag in acc.Tags()["scalars"] else []
+
+
+def check_resume_without_replay(script: str, ckpt_path: Path, total: int, tags: tuple[str, ...]) -> dict[str, list]:
+    """Resume a smoke run saved at N steps (epsilon decaying over 2 N, learning-starts 64) to `total` steps with no replay
+    file: the step count and epsilon's schedule continue, learning restarts once 64 transitions are stored again, and
+    each tag is logged, finite, as often as epsilon. Returns each tag's values."""
+    first = torch.load(ckpt_path, weights_only=True)
+    N = first["global_step"]
+    out = run_script(script, "--resume", str(ckpt_path), "--total-timesteps", str(total), cwd=ckpt_path.parents[2]).stdout
+    assert f"at global_step {N} (the replay memory starts empty)" in out
+    second = torch.load(ckpt_path, weights_only=True)
+    assert second["global_step"] == total
+    assert second["resume"]["num_updates"] >= first["resume"]["num_updates"] + (total - N) - 64 - 10
+    eps = tb_scalars(ckpt_path.parent, "charts/epsilon")
+    assert eps[0][0] <= N < eps[-1][0]
+    for step, e in eps:  # epsilon continues the first run's schedule across the resume
+        assert e == pytest.approx(max(1.0 - 0.99 * step / (2.0 * N), 0.01), abs=1e-6), step
+    values = {tag: [v for _, v in tb_scalars(ckpt_path.parent, tag)] for tag in tags}
+    for tag, v in values.items():
+        assert len(v) == len(eps) and np.isfinite(v).all(), (tag, len(v), len(eps))
+    return values
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

@@ -13,7 +13,7 @@ import torch
 
 import dqn_per_dueling_atari as dqn
 from common.contract import EPSILON_EVAL, load_agent
-from conftest import ENV, live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars
+from conftest import ENV, live_replay_slots, naive_nstep, one_line_error, run_script, tally_step, tb_scalars
 from conftest import TINY as CONFTEST_TINY
 
 SCRIPT = Path(dqn.__file__).resolve()
@@ -117,10 +117,7 @@ def test_frame_store_matches_naive_buffer(monkeypatch):
             nxt = infos["final_obs"][e] if over[e] else next_obs[e]
             naive[e].append(dict(obs=obs[e].copy(), a=actions[e], r=np.sign(reward[e]), term=term[e], trunc=trunc[e],
                                  next=nxt.copy(), slot=written[e]))  # fmt: skip
-            written[e] += 1 + over[e]
-            ends["game_over"] += over[e] and term[e] and not trunc[e]
-            ends["truncated"] += trunc[e]
-            ends["life"] += term[e] and not over[e]
+            tally_step(ends, written, e, over, term, trunc)
         obs, first = next_obs, over
     envs.close()
     assert ends["game_over"] and ends["truncated"] and ends["life"] and written.min() > 2 * L  # wrapped twice

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,17 @@ def test_compare_mode(eval_dir, tmp_path):
     summary = json.loads((eval_dir / "summary.json").read_text())
     row = proc.stdout.splitlines()[1].split()
     assert row[3:6] == ["BreakoutNoFrameskip-v4", "stochastic", "4"] and float(row[6]) == round(summary["pooled"]["mean"], 2)
-    assert (tmp_path / "compare.png").stat().st_size > 1000
+    assert (tmp_path / "compare.png").stat().st_size > 1000 and "by training step" not in proc.stdout
+    width = int.from_bytes((tmp_path / "compare.png").read_bytes()[16:20], "big")  # PNG IHDR
+
+    # the same script at a second training step: compare.png gains a score-by-step panel
+    later = tmp_path / "later"
+    shutil.copytree(eval_dir, later)
+    summary["checkpoint"]["global_step"] += 1000
+    (later / "summary.json").write_text(json.dumps(summary))
+    proc = run_script("evaluate", "--compare", str(eval_dir), str(later), "--output-dir", str(tmp_path / "c2"), cwd=tmp_path)
+    assert proc.stdout.endswith("(per-game scores; mean score by training step)\n")
+    assert int.from_bytes((tmp_path / "c2" / "compare.png").read_bytes()[16:20], "big") > width + 300
 
 
 def test_bad_input_one_line_errors(trained_ppo, tmp_path):

@@ -15,7 +15,15 @@ import ppo_atari
 from common.contract import EPSILON_EVAL
 from common.ram_features import FEATURES
 from conftest import TINY as CONFTEST_TINY
-from conftest import check_agent_acts, live_replay_slots, naive_nstep, one_line_error, run_script, tb_scalars
+from conftest import (
+    check_agent_acts,
+    check_resume_without_replay,
+    live_replay_slots,
+    naive_nstep,
+    one_line_error,
+    run_script,
+    tally_step,
+)
 
 F = {name: i for i, name in enumerate(FEATURES)}
 TINY = [f for f in CONFTEST_TINY["hybrid_atari"] if f not in ("--total-timesteps", "250")] + ["--eval-episodes", "0"]
@@ -119,10 +127,7 @@ def test_replay_stacks_and_ram_match_naive_buffer(monkeypatch):
             nxt = infos["final_obs"][e] if over[e] else {k: v[e] for k, v in next_obs.items()}
             naive[e].append(dict(px=obs["pixels"][e].copy(), ram=obs["ram"][e].copy(), a=actions[e], r=np.sign(reward[e]),
                                  term=term[e], trunc=trunc[e], next=nxt, slot=written[e]))  # fmt: skip
-            written[e] += 1 + over[e]
-            ends["game_over"] += over[e] and game_end[e] and not trunc[e]
-            ends["truncated"] += trunc[e]
-            ends["life"] += term[e] and not over[e]
+            tally_step(ends, written, e, over, term, trunc)
         obs, first = next_obs, over
     envs.close()
     assert ends["game_over"] and ends["truncated"] and ends["life"] and written.min() > 2 * L, (ends, written)
@@ -149,23 +154,13 @@ def test_smoke_contract_resume_and_ablated_evaluation(tmp_path):
     ckpt = torch.load(ckpt_path, weights_only=True)
     assert ckpt["script"] == "hybrid_atari" and ckpt["global_step"] == N
     assert ckpt["protocol"]["observation"] == "grey 84x84 uint8 x4 + Breakout RAM features v1 (22 float32)"
-    first_updates = ckpt["resume"]["num_updates"]
-    assert first_updates > 150
+    assert ckpt["resume"]["num_updates"] > 150
 
     check_agent_acts(ckpt_path)
 
-    out = run_script("hybrid_atari", "--resume", str(ckpt_path), "--total-timesteps", str(2 * N), cwd=tmp_path).stdout
-    assert f"at global_step {N} (the replay memory starts empty)" in out
-    ckpt2 = torch.load(ckpt_path, weights_only=True)
-    # the step count continues; learning restarts once learning-starts transitions are stored again
-    assert ckpt2["global_step"] == 2 * N and ckpt2["resume"]["num_updates"] >= first_updates + N - 64 - 10
-    eps = tb_scalars(ckpt_path.parent, "charts/epsilon")
-    assert eps[0][0] <= N < eps[-1][0]
-    for step, e in eps:  # epsilon continues the first run's schedule (decay over 2.0 * N steps) across the resume
-        assert e == pytest.approx(max(1.0 - 0.99 * step / (2.0 * N), 0.01), abs=1e-6), step
-    for tag in ("losses/td_loss", "charts/pixel_embedding_norm", "charts/ram_embedding_norm", "charts/SPS"):
-        values = [v for _, v in tb_scalars(ckpt_path.parent, tag)]
-        assert len(values) == len(eps) and np.isfinite(values).all() and min(values) > 0, tag
+    tags = ("losses/td_loss", "charts/pixel_embedding_norm", "charts/ram_embedding_norm", "charts/SPS")
+    logged = check_resume_without_replay("hybrid_atari", ckpt_path, 2 * N, tags)
+    assert all(min(v) > 0 for v in logged.values())
 
     for branch in ("ram", "pixels"):
         run_script("evaluate", "--checkpoint", str(ckpt_path), "--num-games", "1", "--num-envs", "1", "--stall-steps", "100",
