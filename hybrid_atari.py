@@ -21,7 +21,7 @@ import torch.optim as optim
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
-from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
+from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state, strip_checkpoint
 from common.contract import EPSILON_EVAL
 from common.episodes import EpisodeStats
 from common.ram_features import NUM_FEATURES, VERSION, RamFeatureObservation
@@ -54,6 +54,8 @@ class Args:
     """full games played by the final evaluation (0 skips it)"""
     checkpoint_every: int = 250_000
     """write a checkpoint every this many agent steps (0: only at the end and on Ctrl-C)"""
+    keep_checkpoints: bool = False
+    """if toggled, also keep each periodic checkpoint's weights as <run dir>/steps/<exp_name>_<step>.pt (for evaluate.py)"""
     resume: Optional[str] = None
     """path of a checkpoint of this script to continue (same run folder, step count, schedules, RNG)"""
     progress: bool = True
@@ -571,7 +573,9 @@ def main(args: Args) -> Path:
                 if global_step % args.target_network_frequency < args.num_envs:  # hard copy, once per period
                     target_network.load_state_dict(q_network.state_dict())
             if args.save_model and next_ckpt is not None and global_step >= next_ckpt:
-                save(global_step)
+                path = save(global_step)
+                if args.keep_checkpoints:  # weights only (no resume state): one file per step for evaluate.py
+                    strip_checkpoint(path, run_dir / "steps" / f"{args.exp_name}_{global_step}.pt")
                 next_ckpt += args.checkpoint_every
     if pbar:
         pbar.close()

@@ -24,7 +24,7 @@ import tyro
 from torch.distributions.categorical import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
-from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
+from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state, strip_checkpoint
 from common.episodes import EpisodeStats
 
 gym.register_envs(ale_py)
@@ -55,6 +55,8 @@ class Args:
     """full games played by the final evaluation (0 skips it)"""
     checkpoint_every: int = 250_000
     """write a checkpoint every this many agent steps (0: only at the end and on Ctrl-C)"""
+    keep_checkpoints: bool = False
+    """if toggled, also keep each periodic checkpoint's weights as <run dir>/steps/<exp_name>_<step>.pt (for evaluate.py)"""
     resume: Optional[str] = None
     """path of a checkpoint of this script to continue (same run folder, step count, schedules, RNG)"""
     progress: bool = True
@@ -500,7 +502,9 @@ def main(args: Args) -> Path:
             elif iteration % 10 == 0:
                 print(f"global_step={global_step} SPS={sps} recent_return={stats.recent_mean():.2f}")
             if args.save_model and next_ckpt is not None and global_step >= next_ckpt:
-                save(global_step)
+                path = save(global_step)
+                if args.keep_checkpoints:  # weights only (no resume state): one file per step for evaluate.py
+                    strip_checkpoint(path, run_dir / "steps" / f"{args.exp_name}_{global_step}.pt")
                 next_ckpt += args.checkpoint_every
     if pbar:
         pbar.close()

@@ -166,7 +166,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-RESUME_FLAGS = ("total_timesteps", "checkpoint_every", "progress", "device", "track", "save_buffer")
+RESUME_FLAGS = ("total_timesteps", "checkpoint_every", "keep_checkpoints", "progress", "device", "track", "save_buffer")
 
 
 def load_for_resume(args: Any, module: str) -> tuple[Any, dict[str, Any]]:

@@ -140,13 +140,16 @@ _TRAINED: dict[str, Path] = {}
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """trained(script) -> checkpoint of a tiny run of that script, trained once per test session."""
+    """trained(script) -> checkpoint of a tiny run of that script, trained once per test session, with
+    --keep-checkpoints and a periodic checkpoint halfway."""
 
     def get(script: str) -> Path:
         if script not in _TRAINED:
             assert script in TINY, f"add smoke-run flags for {script}.py to TINY in tests/conftest.py"
             cwd = tmp_path_factory.mktemp(script)
-            run_script(script, *TINY[script], "--eval-episodes", "0", cwd=cwd)
+            flags = dict(zip(TINY[script][::2], TINY[script][1::2]))  # flag -> value
+            flags["--checkpoint-every"] = str(int(flags["--total-timesteps"]) // 2)  # one kept checkpoint mid-run
+            run_script(script, *(x for kv in flags.items() for x in kv), "--keep-checkpoints", "--eval-episodes", "0", cwd=cwd)
             (_TRAINED[script],) = cwd.glob(f"runs/*/{script}.pt")
         return _TRAINED[script]
 

@@ -6,9 +6,10 @@ import csv
 import json
 
 import pytest
+import torch
 
 from common.contract import available_scripts
-from conftest import run_script
+from conftest import TINY, check_agent_acts, run_script
 
 
 @pytest.mark.parametrize("script", available_scripts())
@@ -25,3 +26,19 @@ def test_train_then_evaluate(script, trained, tmp_path):
     assert summary["qgap"]["label"] == ("Q-value gap" if value_agent else "logit margin (not a Q-value)")
     assert summary["evaluation"]["epsilon"] == (0.001 if value_agent else None)
     assert f"{script} @ {summary['checkpoint']['global_step']} steps" in proc.stdout
+
+
+@pytest.mark.parametrize("script", available_scripts())
+def test_keep_checkpoints(script, trained):
+    """--keep-checkpoints: each periodic checkpoint's weights, without resume state, stay in steps/; the last one is the
+    final checkpoint's weights, and a kept one loads and acts through the contract."""
+    final = torch.load(trained(script), weights_only=True)
+    total = int(TINY[script][TINY[script].index("--total-timesteps") + 1])
+    kept = {int(p.stem.rsplit("_", 1)[1]): p for p in trained(script).parent.glob(f"steps/{script}_*.pt")}
+    assert len(kept) == 2 and total // 2 <= min(kept) < total and max(kept) == total == final["global_step"], kept
+    for step, path in kept.items():
+        ckpt = torch.load(path, weights_only=True)
+        assert "resume" not in ckpt and ckpt["global_step"] == step and ckpt["script"] == script
+    last = torch.load(kept[total], weights_only=True)["model"]
+    assert all(torch.equal(last[k], v) for k, v in final["model"].items())
+    check_agent_acts(kept[min(kept)])
