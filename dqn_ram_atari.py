@@ -504,6 +504,8 @@ def check_args(args: Args) -> None:
         sys.exit(f"error: --buffer-size must exceed --learning-starts and num_envs*(max(n_step, {TAP_HORIZON})+1) = {least}")
     if args.total_timesteps < args.num_envs:
         sys.exit(f"error: --total-timesteps must be at least num_envs = {args.num_envs}")
+    if args.keep_checkpoints and not (args.checkpoint_every and args.save_model):
+        sys.exit("error: --keep-checkpoints keeps the periodic checkpoints: it needs --checkpoint-every > 0 and --save-model")
 
 
 def main(args: Args) -> Path:

@@ -344,6 +344,8 @@ def check_args(args: Args) -> None:
         sys.exit(f"error: num_envs*num_steps={args.num_envs * args.num_steps} is not divisible by --num-minibatches")
     if args.total_timesteps < args.num_envs * args.num_steps:
         sys.exit(f"error: --total-timesteps must be at least num_envs*num_steps = {args.num_envs * args.num_steps}")
+    if args.keep_checkpoints and not (args.checkpoint_every and args.save_model):
+        sys.exit("error: --keep-checkpoints keeps the periodic checkpoints: it needs --checkpoint-every > 0 and --save-model")
 
 
 def main(args: Args) -> Path:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -42,3 +44,12 @@ def test_keep_checkpoints(script, trained):
     last = torch.load(kept[total], weights_only=True)["model"]
     assert all(torch.equal(last[k], v) for k, v in final["model"].items())
     check_agent_acts(kept[min(kept)])
+
+
+@pytest.mark.parametrize("script", available_scripts())
+@pytest.mark.parametrize("change", [{"checkpoint_every": 0}, {"save_model": False}])
+def test_keep_checkpoints_without_periodic_checkpoints_is_refused(script, change):
+    module = importlib.import_module(script)
+    module.check_args(replace(module.Args(), keep_checkpoints=True))  # the defaults keep periodic checkpoints
+    with pytest.raises(SystemExit, match="--keep-checkpoints keeps the periodic checkpoints"):
+        module.check_args(replace(module.Args(), keep_checkpoints=True, **change))
