@@ -4,12 +4,10 @@ Example: python hybrid_atari.py --total-timesteps 2000000
 """
 
 import random
-import signal
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import ale_py
 import gymnasium as gym
@@ -19,49 +17,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.optim as optim
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 
-from common.checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state, strip_checkpoint
-from common.contract import EPSILON_EVAL
-from common.episodes import EpisodeStats
+from common.contract import EPSILON_EVAL, env_protocol
 from common.ram_features import NUM_FEATURES, VERSION, RamFeatureObservation
+from common.run import Linear, Run, RunArgs, check_free_memory, note, require
 
 gym.register_envs(ale_py)
 
 
 @dataclass
-class Args:
-    # Experiment
+class Args(RunArgs):
+    # Experiment: the harness's flags (seed, device, track, checkpoint_every, resume, ...) come from common.run.RunArgs
     exp_name: str = Path(__file__).stem
     """the name of this experiment (run folder, checkpoint file, W&B run)"""
-    seed: int = 1
-    """seed of the experiment (python, numpy, torch and the environments)"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    """where the network runs; auto picks cuda, then mps, then cpu"""
-    track: bool = False
-    """if toggled, log to Weights & Biases (works offline with WANDB_MODE=offline)"""
-    wandb_project_name: str = "atari-playground"
-    """the W&B project name"""
-    wandb_entity: Optional[str] = None
-    """the W&B entity (team); None uses your default"""
-    capture_video: bool = False
-    """if toggled, the final evaluation records its first game to <run dir>/videos"""
-    save_model: bool = True
-    """if toggled, save checkpoints to <run dir>/<exp_name>.pt"""
-    eval_episodes: int = 10
-    """full games played by the final evaluation (0 skips it)"""
-    checkpoint_every: int = 250_000
-    """write a checkpoint every this many agent steps (0: only at the end and on Ctrl-C)"""
-    keep_checkpoints: bool = False
-    """if toggled, also keep each periodic checkpoint's weights as <run dir>/steps/<exp_name>_<step>.pt (for evaluate.py)"""
-    resume: Optional[str] = None
-    """path of a checkpoint of this script to continue (same run folder, step count, schedules, RNG)"""
-    progress: bool = True
-    """show a progress bar with SPS and recent return (only when stderr is a terminal)"""
-    runs_dir: str = "runs"
-    """folder that holds the run folders"""
 
     # Environment
     env_id: str = "BreakoutNoFrameskip-v4"
@@ -110,29 +78,6 @@ class Args:
     """the maximum norm for gradient clipping (dueling paper: 10)"""
     ram_dropout: float = 0.2
     """modality dropout: chance of zeroing a training sample's RAM embedding (methods.md 3) so the CNN learns too; 0: off"""
-
-
-# Copied from ppo_atari.env_protocol
-def env_protocol(args) -> dict:
-    """The environment protocol, from the env id's ale-py registration plus the script's settings."""
-    try:
-        spec = gym.spec(args.env_id)
-    except gym.error.Error as e:
-        sys.exit(f"error: unknown --env-id {args.env_id!r} ({e}); try BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
-    kw = spec.kwargs
-    if spec.entry_point != "ale_py.env:AtariEnv" or kw.get("obs_type", "rgb") != "rgb":
-        sys.exit(f"error: --env-id {args.env_id!r} is not a pixel ALE env; try BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
-    if not isinstance(kw.get("frameskip", 4), int):
-        sys.exit(f"error: --env-id {args.env_id!r} has a random frameskip; use BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
-    return {
-        "env_id": args.env_id, "game": kw["game"], "frameskip": 4, "max_pool": True,
-        "repeat_action_probability": float(kw.get("repeat_action_probability", 0.25)),
-        "full_action_space": bool(kw.get("full_action_space", False)),
-        "max_num_frames_per_episode": int(kw.get("max_num_frames_per_episode") or 108_000),
-        "noop_max": args.noop_max, "fire_reset": args.fire_reset, "frame_stack": args.frame_stack,
-        "life_loss": "terminal for bootstrapping only; the game goes on",
-        "reward_clipping": "sign, for learning only; logged returns are raw", "observation": "grey 84x84 uint8",
-    }
 
 
 # Copied from ppo_atari.FireOnReset
@@ -190,77 +135,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# Copied from ppo_atari.open_run
-def open_run(args, ckpt):
-    """Run folder and TensorBoard writer (+ W&B with --track); a resumed run continues its folder and W&B run."""
-    if ckpt is not None:
-        run_dir, wandb_id = Path(args.resume).resolve().parent, ckpt["resume"]["wandb_run_id"]
-    else:
-        run_dir = Path(args.runs_dir) / f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        wandb_id = None
-    if args.track:
-        import wandb
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        wandb_id = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                              config=vars(args), name=run_dir.name, id=wandb_id, resume="allow", dir=str(run_dir),
-                              save_code=True).id  # fmt: skip
-    # a resumed run drops what the old run logged after its checkpoint (an unfinished rollout, say)
-    writer = SummaryWriter(str(run_dir), purge_step=ckpt["global_step"] + 1 if ckpt is not None else None)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-    return run_dir, writer, wandb_id
-
-
-# Copied from ppo_atari.GracefulStop
-class GracefulStop:
-    """Context manager: the first SIGINT/SIGTERM sets `requested` (the loop saves and stops), a second one aborts."""
-
-    def __enter__(self):
-        self.requested = False
-        self.old = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ninterrupt: saving a checkpoint at the end of this step (interrupt again to abort)", file=sys.stderr)
-
-    def __exit__(self, *exc):
-        for s, h in self.old.items():
-            signal.signal(s, h)
-
-
-# Copied from ppo_atari.finish_run
-def finish_run(args, module: str, path: Optional[Path], stopped: bool, writer, run_dir: Path, device: torch.device) -> None:
-    """Print how to resume a stopped run, or evaluate the final checkpoint (eval/episodic_return); close the loggers."""
-    if stopped:
-        print(f"stopped; checkpoint: {path}\nresume with: python {module}.py --resume {path}")
-    elif path is not None and args.eval_episodes > 0:
-        from evaluate import evaluate_checkpoint  # lazy: evaluation is not needed to train
-
-        try:
-            video_root = str(run_dir) if args.capture_video else None
-            result = evaluate_checkpoint(path, num_games=args.eval_episodes, seeds=[0], deterministic=False,
-                                         video_root=video_root, device=str(device))  # fmt: skip
-        except KeyboardInterrupt:
-            print(f"final evaluation interrupted; the checkpoint is saved: {path}", file=sys.stderr)
-        else:
-            for i, score in enumerate(result["scores"]):
-                writer.add_scalar("eval/episodic_return", score, i)
-            print(f"eval: {args.eval_episodes} games, mean return {np.mean(result['scores']):.2f}")
-    writer.close()
-    if args.track:
-        import wandb
-
-        wandb.finish()
-
-
-# Copied from dqn_per_dueling_atari.linear_schedule
-def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> float:
-    return end_e if duration <= 0 else max(start_e + (end_e - start_e) * t / duration, end_e)
-
-
 # Copied from dqn_per_dueling_atari.nstep_targets
 def nstep_targets(rewards, terms, truncs, gamma: float):
     """n-step windows [B, n] -> (returns, steps to the bootstrap obs, discounts). A window ends after a terminated step
@@ -279,8 +153,7 @@ def double_dqn_target(next_q_online, next_q_target, returns, discounts):
 
 # Copied from dqn_per_dueling_atari.SumTree
 class SumTree:
-    """Sum tree in one float64 array (root 1, children 2i and 2i+1, leaf j at size + j). Updates and sampling take
-    whole batches: one vectorised numpy step per tree level, no Python loop over samples."""
+    """Sum tree in one float64 array (root 1, children 2i and 2i+1, leaf j at size + j); batched: one numpy step a level."""
 
     def __init__(self, capacity: int):
         self.depth = max(1, (capacity - 1).bit_length())
@@ -322,6 +195,7 @@ class ReplayMemory:
         self.written = np.zeros(num_envs, dtype=np.int64)  # slots ever written, per env
         self.tree = SumTree(capacity)
 
+    # Copied from dqn_per_dueling_atari.ReplayMemory.__len__
     def __len__(self) -> int:
         return int(np.minimum(self.written, self.L).sum())
 
@@ -344,6 +218,7 @@ class ReplayMemory:
         if game_over.any():
             self._write(np.flatnonzero(game_over), final_obs["pixels"][:, -1], final_obs["ram"], 0, 0, FINAL)
 
+    # Copied from dqn_per_dueling_atari.ReplayMemory.stacks
     def stacks(self, idx):
         """Observations [B, S, 84, 84] rebuilt from slots idx [B]."""
         base, t = idx // self.L * self.L, idx % self.L
@@ -361,12 +236,15 @@ class ReplayMemory:
         j, actions = base + (t + steps) % self.L, self.actions[idx].astype(np.int64)  # j: the bootstrap slots
         return self.stacks(idx), self.ram[idx], actions, returns, discounts, self.stacks(j), self.ram[j]
 
+    # Copied from dqn_per_dueling_atari.ReplayMemory.sample
     def sample(self, batch: int, beta: float):
         """Proportional sample with IS weights (N*P(i))^-beta over their batch max (CleanRL rainbow, Dopamine)."""
         idx = self.tree.sample(batch)
         p = self.tree.leaves(idx)  # N*P(i) = N*p_i/total: N and the total cancel in the weights' ratio
-        return idx, self.transitions(idx), ((p / p.min()) ** -beta).astype(np.float32), p ** (1 / self.alpha)
+        priorities = p ** (1 / self.alpha) if self.alpha else np.ones_like(p)  # alpha 0: uniform replay
+        return idx, self.transitions(idx), ((p / p.min()) ** -beta).astype(np.float32), priorities
 
+    # Copied from dqn_per_dueling_atari.ReplayMemory.update_priorities
     def update_priorities(self, idx, td_errors) -> None:
         priorities = np.abs(td_errors) + self.eps
         self.max_priority = max(self.max_priority, float(priorities.max()))
@@ -410,7 +288,7 @@ class QAgent:
         self.net, self.device, self.epsilon, self.ablate = net.eval(), device, EPSILON_EVAL, None
 
     def reset(self, num_envs: int) -> None:
-        pass  # the env keeps the feature history: no per-env state here
+        """The env keeps the feature history: no per-env state here."""
 
     @torch.no_grad()
     def act(self, obs, greedy: bool):
@@ -429,91 +307,80 @@ def make_agent(checkpoint: dict, device: torch.device) -> QAgent:
     return QAgent(net, device)
 
 
-def check_args(args: Args) -> None:
-    at_least_0 = ("eval_episodes", "checkpoint_every", "noop_max", "learning_starts", "exploration_fraction",
-                  "prioritized_replay_alpha", "prioritized_replay_eps")  # fmt: skip
-    for name in ["total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "target_network_frequency",
-                 "n_step", "frame_stack", "learning_rate", "max_grad_norm", *at_least_0]:  # fmt: skip
-        if getattr(args, name) < (0 if name in at_least_0 else 1e-12):
-            rule = ">= 0" if name in at_least_0 else "positive"
-            sys.exit(f"error: --{name.replace('_', '-')} must be {rule}, got {getattr(args, name)}")
-    for name in ["gamma", "start_e", "end_e", "prioritized_replay_beta", "ram_dropout"]:
-        if not 0 <= getattr(args, name) <= 1:
-            sys.exit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    capacity, least = args.buffer_size // args.num_envs * args.num_envs, args.num_envs * (args.n_step + args.frame_stack)
-    if not args.learning_starts < capacity > least:
-        sys.exit(f"error: --buffer-size must exceed --learning-starts and num_envs*(n_step+frame_stack) = {least}")
-    if args.total_timesteps < args.num_envs:
-        sys.exit(f"error: --total-timesteps must be at least num_envs = {args.num_envs}")
-    if args.keep_checkpoints and not (args.checkpoint_every and args.save_model):
-        sys.exit("error: --keep-checkpoints keeps the periodic checkpoints: it needs --checkpoint-every > 0 and --save-model")
+def priority_td_errors(q_network, b_pixels, b_ram, b_actions, td_target, old_val, ram_keep):
+    """|TD errors| [B] for PER from the undropped Q(s, a): modality dropout must not steer the sampling distribution."""
+    td, dropped = (td_target - old_val).detach(), ram_keep == 0
+    if dropped.any():
+        with torch.no_grad():
+            q = q_network(b_pixels[dropped], b_ram[dropped])[0]  # [D, A]
+        td[dropped] = td_target[dropped] - q.gather(1, b_actions[dropped, None]).squeeze(1)
+    return td.abs()
+
+
+def check_args(args: Args) -> Args:
+    """Bad values stop with one line; a replay too small for the budget's first updates grows (with a note)."""
+    require(args, positive=("buffer_size", "batch_size", "train_frequency", "target_network_frequency", "n_step",
+                            "frame_stack", "learning_rate", "max_grad_norm"),
+            at_least_0=("learning_starts", "exploration_fraction", "prioritized_replay_alpha", "prioritized_replay_eps"),
+            unit=("gamma", "start_e", "end_e", "prioritized_replay_beta", "ram_dropout"))  # fmt: skip
+    starts = max(args.learning_starts, args.num_envs * (args.n_step + 1))  # each env has a full n-step window
+    size = max(args.buffer_size, args.num_envs * (max(starts // args.num_envs, args.n_step + args.frame_stack) + 1))
+    for name, value in (("learning_starts", starts), ("buffer_size", size)):
+        if value != getattr(args, name):
+            note(f"--{name.replace('_', '-')} {getattr(args, name)} -> {value}: the first updates need it")
+            args = replace(args, **{name: value})
+    slot = 84 * 84 + 3 + 4 * NUM_FEATURES  # a frame, action, reward, flags and the RAM features
+    check_free_memory(args, "buffer_size", args.buffer_size * slot + 32 * args.buffer_size, slot + 32)  # 32: sum tree
+    return args
 
 
 def main(args: Args) -> Path:
-    """Train; return the path of the final checkpoint (or of the Ctrl-C checkpoint)."""
-    module = Path(__file__).stem
-    args, ckpt = load_for_resume(args, module) if args.resume else (args, None)
-    check_args(args)
+    run = Run(args, __file__, check=check_args, protocol=hybrid_protocol)  # BOILERPLATE: --resume, checks, loggers
+    args, global_step = run.args, run.global_step
     num_iterations = args.total_timesteps // args.num_envs
-    protocol = hybrid_protocol(args)
-
-    # BOILERPLATE: run folder, logging, seeding, device
-    run_dir, writer, wandb_id = open_run(args, ckpt)
-    global_step, ckpt_path = ckpt["global_step"] if ckpt is not None else 0, run_dir / f"{args.exp_name}.pt"
 
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     device = pick_device(args.device)
-    print(f"device: {device} | run folder: {run_dir}")
+    print(f"device: {device} | run folder: {run.dir}")
 
     envs = gym.vector.SyncVectorEnv([make_env(args, args.seed + i, i) for i in range(args.num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)  # ale-py's vector env has no RAM
     n_actions = envs.single_action_space.n
-    fmt = torch.channels_last if device.type == "cpu" else torch.preserve_format  # faster CPU convolutions
-    q_network, target_network = (QNetwork(n_actions, args.frame_stack).to(device, memory_format=fmt) for _ in range(2))
+    layout = torch.channels_last if device.type == "cpu" else torch.preserve_format  # faster CPU convolutions
+    q_network, target_network = (QNetwork(n_actions, args.frame_stack).to(device, memory_format=layout) for _ in range(2))
     target_network.load_state_dict(q_network.state_dict())
     optimizer = optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=1.5e-4, fused=device.type in ("cpu", "cuda"))
     memory = ReplayMemory(args.buffer_size, args.num_envs, args.frame_stack, args.n_step, args.gamma,
                           args.prioritized_replay_alpha, args.prioritized_replay_eps)  # fmt: skip
-    # the schedules are fixed by the first run: a resume with a larger --total-timesteps continues them unchanged
-    schedule = {"exploration_steps": int(args.exploration_fraction * args.total_timesteps), "beta_steps": args.total_timesteps}
     num_updates, update_due = 0, 0
-    if ckpt is not None:
-        q_network.load_state_dict(ckpt["model"])
-        target_network.load_state_dict(ckpt["resume"]["target_model"])
-        optimizer.load_state_dict(ckpt["resume"]["optimizer"])
-        set_rng_state(ckpt["resume"]["rng"])
-        schedule, num_updates, update_due = (ckpt["resume"][k] for k in ("schedule", "num_updates", "update_due"))
-        print(f"resumed {args.resume} at global_step {global_step} (the replay memory starts empty)")
 
-    def save(step: int) -> Path:
-        resume = {"optimizer": optimizer.state_dict(), "rng": rng_state(), "wandb_run_id": wandb_id,
-                  "target_model": target_network.state_dict(), "schedule": schedule, "num_updates": num_updates,
-                  "update_due": update_due}  # fmt: skip
-        return save_checkpoint(ckpt_path, script=module, args=args, protocol=protocol, global_step=step,
-                               model=q_network.state_dict(), resume=resume)  # fmt: skip
+    def extra_state(step: int) -> dict:
+        return {"target_model": target_network.state_dict(), "num_updates": num_updates, "update_due": update_due}
 
-    stats = EpisodeStats(args.num_envs)
+    run.attach(q_network, optimizer, extra_state)  # what checkpoints hold; on a resume: weights, optimizer and RNG states
+    if run.checkpoint:
+        target_network.load_state_dict(run.state["target_model"])
+        num_updates, update_due = run.state["num_updates"], run.state["update_due"]
+        print("the replay memory starts empty (no --save-buffer here)")
+    # epsilon decays over the first run's steps; beta reaches 1 at the end, a longer resume stretches it (common/run.py)
+    epsilon_at = run.schedule("epsilon", Linear(0, args.start_e, int(args.exploration_fraction * args.total_timesteps),
+                                                args.end_e), stretch=False)  # fmt: skip
+    beta_at = run.schedule("beta", Linear(0, args.prioritized_replay_beta, args.total_timesteps, 1.0), stretch=True)
+
     next_obs, _ = envs.reset(seed=args.seed + global_step)
     next_first = np.ones(args.num_envs, dtype=bool)  # next_obs starts a game
-    pbar = None
-    if args.progress and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        pbar = tqdm(total=num_iterations * args.num_envs, initial=global_step, unit="step", dynamic_ncols=True)
-    start_time, start_step = time.time(), global_step
-    next_ckpt = (global_step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else None
-    with GracefulStop() as stop:
+    with run.loop(num_iterations * args.num_envs):
         for iteration in range(global_step // args.num_envs + 1, num_iterations + 1):
-            if stop.requested:
+            if run.stopping:
                 break
             global_step += args.num_envs
             obs, first = next_obs, next_first
 
             # ALGO LOGIC: epsilon-greedy action (the network runs only when some env acts greedily)
-            epsilon = linear_schedule(args.start_e, args.end_e, schedule["exploration_steps"], global_step)
+            epsilon = epsilon_at(global_step)
             explore, actions = np.random.random(args.num_envs) < epsilon, np.random.randint(n_actions, size=args.num_envs)
             if not explore.all():
                 with torch.no_grad():
@@ -522,25 +389,16 @@ def main(args: Args) -> Path:
 
             next_obs, reward, game_end, truncations, infos = envs.step(actions)
             terminations = game_end | infos.get("life_lost", False)  # as AtariVectorEnv's life_loss_info
-            games, lives = stats.step(reward, terminations, truncations, infos["lives"])
-            for _, life_return in lives:
-                writer.add_scalar("charts/life_return", life_return, global_step)
-            for _, game_return, game_length in games:
-                (pbar.write if pbar else print)(f"global_step={global_step}, episodic_return={game_return:g}")
-                writer.add_scalar("charts/episodic_return", game_return, global_step)
-                writer.add_scalar("charts/episodic_length", game_length, global_step)
+            games = run.episodes(global_step, reward, terminations, truncations, infos["lives"])
             # a life loss is `terminated` (no bootstrap); at game over (SameStep autoreset) next_obs starts the next game
             next_first = np.isin(np.arange(args.num_envs), [i for i, _, _ in games])
             final = {k: np.stack([o[k] for o in infos["final_obs"][next_first]]) for k in obs} if next_first.any() else None
             memory.add(obs, actions, reward, terminations, truncations, first, next_first, final)
-            if pbar:
-                pbar.update(args.num_envs)
 
             # ALGO LOGIC: one update of batch_size per train_frequency agent steps
             if len(memory) > args.learning_starts:
                 update_due += args.num_envs
-                beta0 = args.prioritized_replay_beta
-                beta = min(1.0, beta0 + (1 - beta0) * global_step / schedule["beta_steps"])
+                beta = beta_at(global_step)
                 while update_due >= args.train_frequency:
                     update_due -= args.train_frequency
                     idx, batch, weights, priorities = memory.sample(args.batch_size, beta)
@@ -554,37 +412,24 @@ def main(args: Args) -> Path:
                     old_val = q.gather(1, b_actions[:, None]).squeeze(1)  # [B]
                     huber = F.smooth_l1_loss(old_val, td_target, reduction="none")  # [B]
                     loss = (torch.from_numpy(weights).to(device) * huber).mean()  # importance-weighted (PER)
+                    td_errors = priority_td_errors(q_network, b_pixels, b_ram, b_actions, td_target, old_val, ram_keep)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
                     optimizer.step()
-                    memory.update_priorities(idx, (td_target - old_val).detach().abs().cpu().numpy())
+                    memory.update_priorities(idx, td_errors.cpu().numpy())
                     num_updates += 1
                     if num_updates % 100 == 0:  # the only host syncs of the loss and the embedding norms
-                        sps = int((global_step - start_step) / (time.time() - start_time))
-                        for tag, value in [("losses/td_loss", loss.item()), ("losses/q_values", old_val.mean().item()),
-                                           ("charts/pixel_embedding_norm", pixel_emb.detach().norm(dim=1).mean().item()),
-                                           ("charts/ram_embedding_norm", ram_emb.detach().norm(dim=1).mean().item()),
-                                           ("charts/mean_priority", priorities.mean()), ("charts/epsilon", epsilon),
-                                           ("charts/beta", beta), ("charts/SPS", sps)]:  # fmt: skip
-                            writer.add_scalar(tag, value, global_step)
-                        if pbar:
-                            pbar.set_postfix(SPS=sps, eps=f"{epsilon:.3f}", ret=f"{stats.recent_mean():.1f}")
-                        elif num_updates % 1000 == 0:
-                            print(f"global_step={global_step} SPS={sps} recent_return={stats.recent_mean():.2f}")
+                        run.log(global_step, {"losses/td_loss": loss.item(), "losses/q_values": old_val.mean().item(),
+                                              "charts/pixel_embedding_norm": pixel_emb.detach().norm(dim=1).mean().item(),
+                                              "charts/ram_embedding_norm": ram_emb.detach().norm(dim=1).mean().item(),
+                                              "charts/mean_priority": priorities.mean(), "charts/epsilon": epsilon,
+                                              "charts/beta": beta})  # fmt: skip
                 if global_step % args.target_network_frequency < args.num_envs:  # hard copy, once per period
                     target_network.load_state_dict(q_network.state_dict())
-            if args.save_model and next_ckpt is not None and global_step >= next_ckpt:
-                path = save(global_step)
-                if args.keep_checkpoints:  # weights only (no resume state): one file per step for evaluate.py
-                    strip_checkpoint(path, run_dir / "steps" / f"{args.exp_name}_{global_step}.pt")
-                next_ckpt += args.checkpoint_every
-    if pbar:
-        pbar.close()
+            run.checkpoint_due(global_step)
     envs.close()
-    path = save(global_step) if args.save_model or stop.requested else None
-    finish_run(args, module, path, stop.requested, writer, run_dir, device)
-    return path
+    return run.finish(global_step, device)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ def cpu_model() -> str:
 
 
 def env_sps(mod, args, steps: int) -> float:
-    if hasattr(mod, "make_vector_env") or hasattr(mod, "RamVectorEnv"):  # ale-py's vector env / the RAM script's own
-        envs = (getattr(mod, "make_vector_env", None) or mod.RamVectorEnv)(args, args.num_envs)
+    if hasattr(mod, "make_vector_env"):  # ale-py's vector env / the RAM script's child-process one
+        envs = mod.make_vector_env(args, args.num_envs)
     else:  # hybrid_atari: a SyncVectorEnv of make_env, as its main() builds it
         import gymnasium as gym
 

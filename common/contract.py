@@ -6,7 +6,7 @@ Every algorithm script (a top-level ``*_atari.py`` file) exports:
     its tyro dataclass; ``Args(**checkpoint["args"])`` rebuilds the training settings.
 ``env_protocol(args) -> dict``
     the environment protocol (env id, frameskip, sticky actions, life-loss handling, fire reset, ...),
-    stored in every checkpoint.
+    stored in every checkpoint: ``env_protocol`` below, imported by each script (the RAM scripts extend it).
 ``make_env(args, seed, idx=0, capture_video=False, run_dir=None) -> thunk``
     one signature in every script. The thunk builds a gymnasium single env with the checkpoint's
     protocol that plays *full games* (no termination on life loss), returns *raw* rewards and
@@ -39,6 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import gymnasium as gym
 import torch
 
 from common.checkpoint import load_checkpoint
@@ -46,6 +47,32 @@ from common.checkpoint import load_checkpoint
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EPSILON_EVAL = 0.001  # value agents' evaluation epsilon (Dopamine / tuned Double DQN; methods.md section 8)
 SCORE_KINDS = ("q_values", "logits")
+
+
+def env_protocol(args: Any) -> dict[str, Any]:
+    """The environment protocol of a pixel ALE env id (its ale-py registration) plus the script's settings; stored in
+    every checkpoint. A one-line exit for an unknown env id or one this project cannot play."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    try:
+        spec = gym.spec(args.env_id)
+    except gym.error.Error as e:
+        sys.exit(f"error: unknown --env-id {args.env_id!r} ({e}); try BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
+    kw = spec.kwargs
+    if spec.entry_point != "ale_py.env:AtariEnv" or kw.get("obs_type", "rgb") != "rgb":
+        sys.exit(f"error: --env-id {args.env_id!r} is not a pixel ALE env; try BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
+    if not isinstance(kw.get("frameskip", 4), int):
+        sys.exit(f"error: --env-id {args.env_id!r} has a random frameskip; use BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
+    return {
+        "env_id": args.env_id, "game": kw["game"], "frameskip": 4, "max_pool": True,
+        "repeat_action_probability": float(kw.get("repeat_action_probability", 0.25)),
+        "full_action_space": bool(kw.get("full_action_space", False)),
+        "max_num_frames_per_episode": int(kw.get("max_num_frames_per_episode") or 108_000),
+        "noop_max": args.noop_max, "fire_reset": args.fire_reset, "frame_stack": args.frame_stack,
+        "life_loss": "terminal for bootstrapping only; the game goes on",
+        "reward_clipping": "sign, for learning only; logged returns are raw", "observation": "grey 84x84 uint8",
+    }  # fmt: skip
 
 
 class ContractError(Exception):

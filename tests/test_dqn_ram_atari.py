@@ -149,7 +149,7 @@ def test_intercept_predicts_where_the_ball_meets_the_paddle(episodes):
 
 def test_vector_env_life_loss_and_game_over_semantics():
     args = replace(dqn.Args(), noop_max=0)
-    envs = dqn.RamVectorEnv(args, 2)
+    envs = dqn.make_vector_env(args, 2)
     obs, info = envs.reset(seed=3)
     assert obs.shape == (2, dqn.NUM_FEATURES) and info["lives"].tolist() == [5, 5]
     stats = dqn.EpisodeStats(2)

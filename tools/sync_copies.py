@@ -3,8 +3,10 @@
     python tools/sync_copies.py           # list the marked blocks that differ from their source
     python tools/sync_copies.py --fix     # rewrite them from the source
 
-A marker is a line `# Copied from <script>.<name>` directly above a top-level `def`/`class <name>`; the block is that
-definition's full source. tests/test_consistency.py uses `marked_blocks` and `top_level` to fail on any drift.
+A marker is a line `# Copied from <script>.<name>` directly above a `def`/`class <name>` (or its decorators): top level,
+or a method as `<script>.<Class>.<method>`. The block is the definition's whole lines, decorators and trailing comments
+on its last line (`# fmt: skip`) included. tests/test_consistency.py uses `marked_blocks` and `top_level` to fail on
+any drift.
 """
 
 from __future__ import annotations
@@ -16,15 +18,25 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"# Copied from (\w+)\.(\w+)")
+MARKER = re.compile(r"# Copied from (\w+)\.([\w.]+)")
+DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def top_level(source: str) -> dict[str, tuple[int, int, str]]:
-    """Name -> (first line, last line, exact source) of each top-level def/class (1-based, decorators excluded)."""
-    out = {}
+    """Name -> (first line, last line, whole lines) of each top-level def/class and, as "Class.method", of each method
+    of a top-level class (1-based; the first line is the first decorator's)."""
+    lines, out = source.splitlines(keepends=True), {}
+
+    def add(node, name):
+        start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        out[name] = (start, node.end_lineno, "".join(lines[start - 1 : node.end_lineno]).rstrip("\n"))
+
     for node in ast.parse(source).body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            out[node.name] = (node.lineno, node.end_lineno, ast.get_source_segment(source, node))
+        if isinstance(node, DEFS):
+            add(node, node.name)
+            for child in node.body if isinstance(node, ast.ClassDef) else ():
+                if isinstance(child, DEFS):
+                    add(child, f"{node.name}.{child.name}")
     return out
 
 
@@ -36,7 +48,7 @@ def marked_blocks(source: str) -> list[tuple[int, str, str]]:
         if m:
             script, name = m.groups()
             if name not in defs or defs[name][0] != i + 1:
-                raise ValueError(f"line {i}: marker for {name} is not directly above `def/class {name}`")
+                raise ValueError(f"line {i}: marker for {name} is not directly above `def/class {name.split('.')[-1]}`")
             out.append((i, script, name))
     return out
 
@@ -46,7 +58,9 @@ def fix_file(path: Path, write: bool) -> list[str]:
     source = path.read_text()
     stale = []
     for _, script, name in reversed(marked_blocks(source)):  # bottom-up keeps earlier line numbers valid
-        original = top_level((REPO / f"{script}.py").read_text())[name][2]
+        original = top_level((REPO / f"{script}.py").read_text()).get(name, (0, 0, None))[2]
+        if original is None:
+            raise ValueError(f"marker for {name}: {script}.py has no `{name}`")
         start, end, current = top_level(source)[name]
         if current != original:
             stale.append(name)
