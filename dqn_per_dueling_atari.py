@@ -49,7 +49,7 @@ class Args(RunArgs):
     learning_rate: float = 1e-4
     """Adam learning rate (CleanRL dqn_atari: 1e-4; Rainbow: 6.25e-5 for 50M steps); Adam eps 1.5e-4 as in Rainbow"""
     num_envs: int = 8
-    """parallel games; 8 batch the acting forward pass (1.1 vs 2.0 ms per agent step with 1 env), same replay ratio"""
+    """parallel games; 8 batch the acting forward pass (benchmarks/dqn_update_profile.py), same replay ratio"""
     buffer_size: int = 1_000_000
     """replay memory capacity in transitions (DQN/Rainbow: 1M); 7076 B each (7.1 GB at 1M) as each frame is stored once"""
     save_buffer: bool = False
@@ -73,7 +73,7 @@ class Args(RunArgs):
     n_step: int = 3
     """n-step returns; 3 as in Rainbow (Dopamine, CleanRL), whose ablation ranks multi-step and PER its two most vital parts"""
     prioritized_replay_alpha: float = 0.6
-    """priority exponent alpha (PER proportional variant; methods.md section 7)"""
+    """priority exponent alpha (Schaul et al. 2016, proportional variant)"""
     prioritized_replay_beta: float = 0.4
     """initial importance-sampling exponent beta, annealed linearly to 1 over the first run's total-timesteps (PER)"""
     prioritized_replay_eps: float = 1e-6
@@ -294,7 +294,7 @@ class QNetwork(nn.Module):
 
     def forward(self, x):
         x = x.float() / 255.0
-        if x.device.type == "cpu":  # channels_last convolutions are ~1.6x faster on x86 CPUs (docs/benchmarks.md)
+        if x.device.type == "cpu":  # channels_last: the layout of the CPU weights
             x = x.contiguous(memory_format=torch.channels_last)
         hidden = self.network(x)  # [B, 3136]
         if hidden.requires_grad:  # two streams' gradients enter the trunk: rescale by 1/sqrt(2) (Wang et al. 2016)

@@ -1,4 +1,4 @@
-"""RAM-tap detector DQN: prioritized dueling Double DQN, n-step, on Breakout RAM features (methods.md 1-2), auxiliary tap head.
+"""RAM-tap detector DQN: prioritized dueling Double DQN, n-step, on Breakout RAM features (docs/breakout_ram.md), auxiliary tap head.
 Papers: Sygnowski & Michalewski 2016 (DQN on Atari RAM), Delfosse et al. 2023 (OCAtari). Parent: dqn_per_dueling_atari.py.
 Example: python dqn_ram_atari.py --total-timesteps 3000000
 """
@@ -47,7 +47,7 @@ class Args(RunArgs):
     total_timesteps: int = 3_000_000
     """total agent steps, summed over envs (frames = 4x)"""
     learning_rate: float = 1e-4
-    """Adam learning rate (methods.md section 2; CleanRL dqn_atari); Adam eps 1.5e-4 as in Rainbow"""
+    """Adam learning rate (CleanRL dqn_atari); Adam eps 1.5e-4 as in Rainbow"""
     num_envs: int = 8
     """parallel games, stepped in turn in one child process; 8 batch the acting forward pass"""
     buffer_size: int = 1_000_000
@@ -55,9 +55,9 @@ class Args(RunArgs):
     gamma: float = 0.99
     """the discount factor gamma"""
     target_network_frequency: int = 8_000
-    """agent steps between hard target copies (Rainbow/Dopamine: 8000, the first choice of methods.md section 2)"""
+    """agent steps between hard target copies (Rainbow, Hessel et al. 2018 / Dopamine: 8000)"""
     batch_size: int = 64
-    """transitions per gradient update (methods.md section 2: the MLP is cheap, so twice DQN's 32)"""
+    """transitions per gradient update (the MLP is cheap, so twice DQN's 32)"""
     start_e: float = 1.0
     """the starting epsilon for exploration"""
     end_e: float = 0.01
@@ -71,7 +71,7 @@ class Args(RunArgs):
     n_step: int = 3
     """n-step returns; 3 as in Rainbow (Dopamine, CleanRL), whose ablation ranks multi-step and PER its two most vital parts"""
     prioritized_replay_alpha: float = 0.6
-    """priority exponent alpha (PER proportional variant; methods.md section 7)"""
+    """priority exponent alpha (Schaul et al. 2016, proportional variant)"""
     prioritized_replay_beta: float = 0.4
     """initial importance-sampling exponent beta, annealed linearly to 1 over the first run's total-timesteps (PER)"""
     prioritized_replay_eps: float = 1e-6
@@ -79,7 +79,7 @@ class Args(RunArgs):
     max_grad_norm: float = 10.0
     """the maximum norm for gradient clipping (dueling paper: 10)"""
     aux_tap_coef: float = 0.1
-    """weight of the auxiliary BCE loss "paddle hit within the next 8 agent steps" (methods.md section 2; 0: off)"""
+    """weight of the auxiliary BCE loss "paddle hit within the next 8 agent steps" (0: off)"""
     shaping_coef: float = 0.0
     """potential-based shaping F = c(gamma*Phi(s') - Phi(s)), Phi = -|intercept offset| (Ng et al. 1999); 0: off"""
 
@@ -202,7 +202,7 @@ class SumTree:
 
 
 TERM, TRUNC, FINAL = 1, 2, 8  # flag bits: terminated, truncated, a game's final obs
-TAP_HORIZON = 8  # k of the auxiliary tap target: a paddle hit within the next k agent steps (methods.md 2)
+TAP_HORIZON = 8  # k of the auxiliary tap target: a paddle hit within the next k agent steps (docs/breakout_ram.md)
 
 
 class ReplayMemory:
@@ -248,7 +248,7 @@ class ReplayMemory:
         flags = self.flags[win]
         returns, steps, discounts = nstep_targets(self.rewards[win], flags & TERM > 0, flags & TRUNC > 0, self.gamma)
         next_obs = self.obs[base + (t + steps) % self.L]
-        # tap target (methods.md 2): tap_now in one of s_{t+1..t+k}, up to and including the game's FINAL slot
+        # tap target (common/ram_features.py): tap_now in one of s_{t+1..t+k}, up to and including the game's FINAL slot
         ahead = base[:, None] + (t[:, None] + np.arange(1, self.k + 1)) % self.L  # [B, k]
         same_game = np.cumsum(self.flags[ahead] & FINAL > 0, axis=1) - (self.flags[ahead] & FINAL > 0) == 0  # [B, k]
         taps = (same_game & (self.obs[ahead, TAP] > 0.5)).any(1).astype(np.float32)
@@ -270,7 +270,7 @@ class ReplayMemory:
 
 
 class QNetwork(nn.Module):
-    """Dueling MLP on RAM features (methods.md 2): in -> 256 -> 256 (ReLU), V and A heads, and an auxiliary tap head."""
+    """Dueling MLP on RAM features (common/ram_features.py): in -> 256 -> 256 (ReLU), V and A heads, and an auxiliary tap head."""
 
     def __init__(self, n_actions: int, obs_dim: int):
         super().__init__()

@@ -5,8 +5,13 @@
     python evaluate.py --compare runs/eval/ppo_det runs/eval/ppo_stoch --output-dir runs/eval/compare
 
 The checkpoint names its script; that script's `make_env` and `make_agent` rebuild the env protocol and the
-agent (common/contract.py). A game is a full game (all lives) with the raw, unclipped score. Outputs and every
-column are documented in docs/evaluation_tooling.md.
+agent (common/contract.py). A game is a full game (all lives) with the raw, unclipped score. The headline is the
+IQM (interquartile mean) of the game scores with a 95% bootstrap CI stratified over --seeds, then median and mean.
+Stall guard: greedy (--deterministic) play that leaves the ball out of play for 2000 agent steps never serves again and
+is ended as "stall"; stochastic play (epsilon-greedy or sampled) serves again by chance, so by default its games run
+to the env's 108k-frame cap, unbiased against the standard protocol (--stall-steps N cuts them too). (After Breakout's
+frame counter wraps at 65,536 frames the ball never comes back: docs/breakout_ram.md.) Outputs and
+every column are documented in docs/evaluation_tooling.md.
 """
 
 from __future__ import annotations
@@ -15,37 +20,41 @@ import csv
 import json
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
+import scipy
 import torch
 import tyro
 
-from common.checkpoint import CheckpointError
+from common.checkpoint import CheckpointError, git_commit, package_versions
 from common.contract import ContractError, LoadedAgent, load_agent
 from common.events import BreakoutEventWrapper, decode_ram
+from common.stats import score_stats
 
 HUMAN, RANDOM = 30.5, 1.7  # Breakout human / random scores (DQN Zoo atari_data.py; Atari-100k, rliable)
 LIFE_FIELDS = ["game", "seed", "life", "return", "length", "serve_latency", "agent_fire", "scripted_fire",
                "first_hit_step", "paddle_hits", "bricks_hit", "longest_brick_streak", "mean_qgap", "mean_merged_qgap",
                "zero_reward"]  # fmt: skip
-GAME_FIELDS = ["game", "seed", "score", "length", "frames", "lives_used", "zero_reward_lives", "end_reason", "mean_qgap"]
+GAME_FIELDS = ["game", "seed", "score", "length", "frames", "lives_used", "zero_reward_lives", "end_reason", "mean_qgap",
+               "median_qgap", "mean_merged_qgap"]  # fmt: skip
+GREEDY_STALL_STEPS = 2000  # --stall-steps default for --deterministic play
 
 
 @dataclass
 class EvalArgs:
     checkpoint: Optional[str] = None
     """checkpoint (.pt) written by any *_atari.py script"""
-    num_games: int = 30
-    """full games (all lives) per seed"""
+    num_games: int = 60
+    """full games (all lives) per seed (60 by default: docs/evaluation_tooling.md, section "How many games")"""
     seeds: tuple[int, ...] = (0,)
-    """seed offsets added to the checkpoint's seed; each is reported, then all pooled"""
+    """seed offsets added to the checkpoint's seed; each is reported, then all pooled (the CIs resample within seeds)"""
     deterministic: bool = False
     """greedy actions; otherwise sampled (policy agents) or epsilon-greedy (value agents)"""
     epsilon: Optional[float] = None
-    """value agents' exploration rate when not --deterministic (default 0.001, methods.md section 8)"""
+    """value agents' exploration rate when not --deterministic (default 0.001: van Hasselt et al. 2016, tuned Double DQN; Dopamine)"""
     events: bool = False
     """record Breakout events per life: serve latency, FIRE presses, paddle hits, brick streaks"""
     output_dir: Optional[str] = None
@@ -58,8 +67,8 @@ class EvalArgs:
     """where the network runs"""
     num_envs: int = 8
     """games played at once"""
-    stall_steps: int = 2000
-    """end a Breakout game (reason "stall") once the ball has been out of play this many agent steps (0: never)"""
+    stall_steps: Optional[int] = None
+    """agent steps out of play that end a Breakout game as "stall"; 0: never; default: 2000 if --deterministic, else never"""
     high_fire: int = 10
     """a life with more agent FIRE presses than this counts as a high-FIRE retry"""
     env_id: Optional[str] = None
@@ -67,7 +76,7 @@ class EvalArgs:
     ablate: Optional[str] = None
     """zero one input branch of agents that have several (hybrid: ram or pixels)"""
     compare: tuple[str, ...] = ()
-    """compare mode: output dirs of earlier evaluations; prints a table and writes compare.png"""
+    """compare mode: output dirs of earlier evaluations; prints a table and writes compare.png (only --output-dir applies)"""
 
 
 def pick_device(name: str) -> torch.device:
@@ -113,6 +122,7 @@ class Game:
         self.index, self.seed, self.lives, self.lives_left = index, seed, [], lives_left
         self.score, self.length, self.frames, self.end_reason, self.out_of_play = 0.0, 0, 0, "", 0
         self.gaps: list[float] = []
+        self.mgaps: list[float] = []
         self._new_life(scripted_fire)
 
     def _new_life(self, scripted_fire: int = 0) -> None:
@@ -126,6 +136,7 @@ class Game:
         life["gaps"].append(gap)
         life["mgaps"].append(mgap)
         self.gaps.append(gap)
+        self.mgaps.append(mgap)
         self.score += reward
         self.length += 1
         if ev is not None:
@@ -145,8 +156,13 @@ class Game:
         self._new_life()
 
     def rows(self, events: bool) -> tuple[list[dict], dict]:
+        """Per-life rows and the per-game row (Q-gaps: each life's / game's own mean and median over its steps)."""
+
         def ev(v):
             return (v if v is not None else "") if events else ""
+
+        def nanmean(v):
+            return float(np.nanmean(v)) if not np.all(np.isnan(v)) else ""
 
         lives = []
         for i, lf in enumerate(self.lives):
@@ -156,19 +172,25 @@ class Game:
                 "scripted_fire": lf["scripted_fire"],
                 "first_hit_step": ev(lf["first_hit"]), "paddle_hits": ev(lf["taps"]), "bricks_hit": ev(lf["bricks"]),
                 "longest_brick_streak": ev(longest_streak(lf["seq"])), "mean_qgap": float(np.mean(lf["gaps"])),
-                "mean_merged_qgap": float(np.nanmean(lf["mgaps"])) if not np.all(np.isnan(lf["mgaps"])) else "",
+                "mean_merged_qgap": nanmean(lf["mgaps"]),
                 "zero_reward": int(lf["ret"] == 0),
             })  # fmt: skip
         game = {"game": self.index, "seed": self.seed, "score": self.score, "length": self.length, "frames": self.frames,
                 "lives_used": len(lives), "zero_reward_lives": sum(r["zero_reward"] for r in lives),
-                "end_reason": self.end_reason, "mean_qgap": float(np.mean(self.gaps))}  # fmt: skip
+                "end_reason": self.end_reason, "mean_qgap": float(np.mean(self.gaps)),
+                "median_qgap": float(np.median(self.gaps)), "mean_merged_qgap": nanmean(self.mgaps)}  # fmt: skip
         return lives, game
 
 
-def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None) -> tuple[list[dict], list[dict], dict]:
-    """Play opts.num_games full games with seeds derived from `seed`; return per-life rows, per-game rows, Q-gap arrays."""
+def stall_limit(opts: EvalArgs) -> int:
+    """Agent steps out of play that end a Breakout game as "stall": --stall-steps, else 2000 greedy and 0 (never) otherwise."""
+    return opts.stall_steps if opts.stall_steps is not None else GREEDY_STALL_STEPS * opts.deterministic
+
+
+def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None) -> tuple[list[dict], list[dict]]:
+    """Play opts.num_games full games with seeds derived from `seed`; return per-life rows and per-game rows."""
     mod, args, agent = loaded.module, loaded.args, loaded.agent
-    greedy = opts.deterministic
+    greedy, stall_steps = opts.deterministic, stall_limit(opts)
     n = min(opts.num_envs, opts.num_games)
     envs = [
         mod.make_env(args, seed, i, capture_video=video_root is not None and i == 0, run_dir=video_root)() for i in range(n)
@@ -184,7 +206,6 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
     games: list[Game | None] = [None] * n
     obs, next_game, done_games = [None] * n, 0, []
     in_play = np.zeros(n, dtype=bool)  # Breakout: ball in play (RAM byte 101), for the stall guard and the merged gap
-    all_gaps, all_mgaps = [], []
 
     def start(i: int) -> None:
         nonlocal next_game
@@ -209,8 +230,6 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
         for i, game in enumerate(games):
             if game is None:
                 continue
-            all_gaps.append(gaps[i])
-            all_mgaps.append(mgaps[i])
             obs[i], reward, terminated, truncated, info = envs[i].step(int(actions[i]))
             ev = info.get("events") if opts.events and breakout else None
             game.step(float(reward), float(gaps[i]), float(mgaps[i]), ev)
@@ -218,7 +237,7 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
             if breakout:
                 in_play[i] = decode_ram(envs[i].unwrapped.ale.getRAM()).in_play
                 game.out_of_play = 0 if in_play[i] else game.out_of_play + 1
-            stalled = opts.stall_steps > 0 and breakout and game.out_of_play >= opts.stall_steps
+            stalled = stall_steps > 0 and breakout and game.out_of_play >= stall_steps
             if terminated or truncated or stalled:
                 game.end_reason = "game_over" if terminated else "frame_cap" if truncated else "stall"
                 game.end_life()
@@ -235,30 +254,15 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
         lives, row = g.rows(opts.events and breakout)
         life_rows += lives
         game_rows.append(row)
-    return life_rows, game_rows, {"gap": np.array(all_gaps), "merged": np.array(all_mgaps)}
+    return life_rows, game_rows
 
 
-def stats(x: list[float], rng_seed: int = 0, ci: bool = True) -> dict:
-    """Mean, std, median, interquartile mean and, with ci (games, lives), a 95% percentile-bootstrap CI of the mean:
-    10,000 resamples drawn in chunks of <= 2M values. Per-step series (Q-gaps) get no CI: their steps are not independent."""
-    a = np.asarray(x, dtype=np.float64)
-    if len(a) == 0:
-        return {"n": 0}
-    cut = len(a) // 4  # IQM: mean of the middle 50% after dropping floor(n/4) from each end (scipy trim_mean 0.25, rliable)
-    mid = np.sort(a)[cut : len(a) - cut]
-    out = {"n": len(a), "mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else 0.0, "median": float(np.median(a)),
-           "iqm": float(mid.mean()), "min": a.min(), "max": a.max()}  # fmt: skip
-    if ci:
-        rng, rows = np.random.default_rng(rng_seed), max(1, 2_000_000 // len(a))
-        boot = np.concatenate([rng.choice(a, size=(min(rows, 10_000 - i), len(a))).mean(1) for i in range(0, 10_000, rows)])
-        out["ci95"] = [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]
-    return out
-
-
-def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: list[dict], gaps: dict, wall: float) -> dict:
+def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: list[dict], wall: float) -> dict:
+    """summary.json: the headline is `pooled` (IQM and its CI stratified over evaluation seeds); Q-gaps per game first."""
     ck, breakout = loaded.checkpoint, loaded.checkpoint["protocol"].get("game") == "breakout"
-    scores = [g["score"] for g in games]
     ev = [r for r in lives if r["agent_fire"] != ""]
+    col = lambda rows, k: [r[k] for r in rows if r[k] != ""]  # noqa: E731
+    game_gaps = col(games, "mean_qgap")
     out = {
         "checkpoint": {
             "path": str(loaded.path),
@@ -268,6 +272,7 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
             "versions": ck.get("versions"),
             "args": ck["args"],
         },
+        "evaluator": {"git_commit": git_commit(), "versions": package_versions() | {"scipy": scipy.__version__}},
         "protocol": ck["protocol"] | ({"env_id_override": opts.env_id,  # and the sticky-action rate actually played
                                        "played_repeat_action_probability":
                                            loaded.module.env_protocol(loaded.args)["repeat_action_probability"]}
@@ -277,7 +282,7 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
             "num_games_per_seed": opts.num_games,
             "seeds": list(opts.seeds),
             "base_seed": loaded.args.seed,
-            "stall_steps": opts.stall_steps,
+            "stall_steps": stall_limit(opts),
             "epsilon": None if opts.deterministic or loaded.agent.score_kind != "q_values" else loaded.agent.epsilon,
             "score_kind": loaded.agent.score_kind,
             "ablate": opts.ablate,
@@ -285,34 +290,37 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
             "wall_seconds": wall,
             "games_per_minute": 60 * len(games) / wall if wall else None,
         },
-        "per_seed": {str(s): stats([g["score"] for g in games if g["seed"] == loaded.args.seed + s]) for s in opts.seeds},
-        "pooled": stats(scores),
-        "life_return": stats([r["return"] for r in lives]),
+        "per_seed": {str(s): score_stats([g["score"] for g in games if g["seed"] == loaded.args.seed + s])
+                     for s in opts.seeds},
+        "pooled": score_stats(col(games, "score"), strata=col(games, "seed")),
+        "life_return": score_stats(col(lives, "return"), strata=col(lives, "seed")),
         "zero_reward_life_fraction": float(np.mean([r["zero_reward"] for r in lives])) if lives else None,
         "end_reasons": {k: sum(g["end_reason"] == k for g in games) for k in ("game_over", "frame_cap", "stall")},
         # games with the same score and length (in agent steps) replayed one trajectory after their no-ops: a deterministic
-        # protocol (v4, greedy) can turn N games into a few distinct ones, and the CI above then overstates the evidence
+        # protocol (v4, greedy) can turn N games into a few distinct ones, and the CIs above then overstate the evidence
         "distinct_games": len({(g["score"], g["length"]) for g in games}),
         "qgap": {
             "label": "Q-value gap" if loaded.agent.score_kind == "q_values" else "logit margin (not a Q-value)",
-            "gap": stats(gaps["gap"].tolist(), ci=False)
-            | {"p10": float(np.quantile(gaps["gap"], 0.1)), "p90": float(np.quantile(gaps["gap"], 0.9))},
-            "merged": stats(gaps["merged"][~np.isnan(gaps["merged"])].tolist(), ci=False),
+            "aggregation": "per game first (each game's mean and median over its steps), then across games",
+            "gap": score_stats(game_gaps, ci=False)
+            | {"p10": float(np.quantile(game_gaps, 0.1)), "p90": float(np.quantile(game_gaps, 0.9))},
+            "gap_median": score_stats(col(games, "median_qgap"), ci=False),
+            "merged": score_stats(col(games, "mean_merged_qgap"), ci=False),
         },  # fmt: skip
     }
     if breakout:
-        hns = (out["pooled"]["mean"] - RANDOM) / (HUMAN - RANDOM)
-        out["human_normalized"] = {"mean": hns, "random": RANDOM, "human": HUMAN,
-                                   "source": "DQN Zoo atari_data.py (human 30.5, random 1.7)"}  # fmt: skip
+        hns = {k: (out["pooled"][k] - RANDOM) / (HUMAN - RANDOM) for k in ("iqm", "median", "mean")}
+        out["human_normalized"] = hns | {"random": RANDOM, "human": HUMAN,
+                                         "source": "DQN Zoo atari_data.py (human 30.5, random 1.7)"}  # fmt: skip
     if ev:
         out["events"] = {
             "serve_failures": sum(r["paddle_hits"] == 0 for r in ev),
             "serve_failure_definition": "a life that ended without a single paddle hit",
             "high_fire_retries": sum(r["agent_fire"] > opts.high_fire for r in ev),
             "high_fire_definition": f"a life with more than {opts.high_fire} agent FIRE presses (FIRE only acts on a serve)",
-            "serve_latency": stats([r["serve_latency"] for r in ev if r["serve_latency"] != ""]),
-            "paddle_hits_per_life": stats([r["paddle_hits"] for r in ev]),
-            "longest_brick_streak": stats([r["longest_brick_streak"] for r in ev]),
+            "serve_latency": score_stats(col(ev, "serve_latency")),
+            "paddle_hits_per_life": score_stats(col(ev, "paddle_hits")),
+            "longest_brick_streak": score_stats(col(ev, "longest_brick_streak")),
         }
     return out
 
@@ -326,19 +334,28 @@ def write_outputs(out_dir: Path, lives: list[dict], games: list[dict], summary: 
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
 
+def fmt_ci(ci: list[float] | None) -> str:
+    """A 95% CI as "lo..hi" ("-" when there is none: a seed with fewer than 2 games, or a summary older than the key)."""
+    return f"{ci[0]:.2f}..{ci[1]:.2f}" if ci else "-"
+
+
 def console_summary(s: dict) -> str:
+    """The console report; its first score line is the headline: IQM, 95% CI, games and seeds."""
     p, e = s["pooled"], s.get("events", {})
     eps = f" eps={s['evaluation']['epsilon']}" if s["evaluation"]["epsilon"] else ""
     env = s["protocol"]["env_id"]
     if s["protocol"].get("env_id_override"):  # trained on one env id, evaluated on another
         env = f"{s['protocol']['env_id_override']} (trained on {env})"
     lines = [f"{s['checkpoint']['script']} @ {s['checkpoint']['global_step']} steps | {env} | {s['evaluation']['mode']}{eps}"]
+    lines.append(f"  IQM {p['iqm']:.2f} (95% CI {fmt_ci(p['iqm_ci95'])}) over {p['n']} games, {p['strata']} evaluation seed"
+                 f"{'s' * (p['strata'] > 1)} | median {p['median']:.1f} | mean {p['mean']:.2f} +- {p['std']:.2f} "
+                 f"(95% CI {fmt_ci(p['ci95'])}) | range {p['min']:g}..{p['max']:g}")  # fmt: skip
     for seed, st in s["per_seed"].items():
-        lines.append(f"  seed +{seed}: {st['n']} games, mean {st['mean']:.2f} +- {st['std']:.2f}, median {st['median']:.1f}")
-    lines.append(f"  pooled: mean {p['mean']:.2f} +- {p['std']:.2f} (95% CI {p['ci95'][0]:.2f}..{p['ci95'][1]:.2f}), "
-                 f"median {p['median']:.1f}, IQM {p['iqm']:.2f}, range {p['min']:g}..{p['max']:g}")  # fmt: skip
+        lines.append(f"  seed +{seed}: {st['n']} games, IQM {st['iqm']:.2f} (95% CI {fmt_ci(st['iqm_ci95'])}), "
+                     f"median {st['median']:.1f}, mean {st['mean']:.2f} +- {st['std']:.2f}")  # fmt: skip
     if "human_normalized" in s:
-        lines.append(f"  human-normalised: {s['human_normalized']['mean']:.3f}")
+        h = s["human_normalized"]
+        lines.append(f"  human-normalised: IQM {h['iqm']:.3f}, median {h['median']:.3f}, mean {h['mean']:.3f}")
     lines.append(f"  zero-reward lives: {100 * s['zero_reward_life_fraction']:.1f}% | end reasons: {s['end_reasons']}")
     if s["distinct_games"] < p["n"]:
         lines.append(f"  only {s['distinct_games']} distinct games of {p['n']} (same score and length): the protocol repeats "
@@ -347,7 +364,8 @@ def console_summary(s: dict) -> str:
         lines.append(f"  serve failures (no paddle hit): {e['serve_failures']} | high-FIRE retries: {e['high_fire_retries']}"
                      f" | median serve latency {e['serve_latency'].get('median', float('nan')):.0f} steps")  # fmt: skip
     q = s["qgap"]
-    lines.append(f"  {q['label']}: mean {q['gap']['mean']:.4f}, median {q['gap']['median']:.4f}"
+    lines.append(f"  {q['label']}, per game: mean {q['gap']['mean']:.4f}, median {q['gap_median']['median']:.4f} "
+                 f"(of the games' means / medians over their steps)"
                  + (f" | merged NOOP/FIRE: mean {q['merged']['mean']:.4f}" if q["merged"].get("n") else ""))  # fmt: skip
     lines.append(f"  {s['evaluation']['games_per_minute']:.1f} games/minute")
     return "\n".join(lines)
@@ -395,7 +413,7 @@ def make_plots(out_dir: str | Path) -> list[Path]:
 
 def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
     """Side-by-side table of several evaluation output dirs plus one combined plot (compare.png). When dirs evaluate one
-    script at several training steps, a second panel plots mean score and 95% CI against the step, one line per
+    script at several training steps, a second panel plots the IQM and its 95% CI against the step, one line per
     (env played, mode): a learning curve measured by evaluate.py rather than by training returns."""
     import matplotlib
 
@@ -411,16 +429,17 @@ def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
         scores.append([float(r["score"]) for r in read_csv(Path(d) / "per_game.csv")])
         p, e, ev = s["pooled"], s.get("events", {}), s["evaluation"]
         mode = ev["mode"] + (f", no {ev['ablate']}" if ev.get("ablate") else "")
+        iqm_ci = p.get("iqm_ci95")  # absent from summaries written before the IQM became the headline
         rows.append([Path(d).name, s["checkpoint"]["script"], str(s["checkpoint"]["global_step"]),
-                     s["protocol"].get("env_id_override") or s["protocol"]["env_id"], mode,
-                     str(p["n"]), f"{p['mean']:.2f}", f"{p['std']:.2f}", f"{p['median']:.1f}", f"{p['iqm']:.2f}",
-                     f"{100 * s['zero_reward_life_fraction']:.1f}%", str(e.get("serve_failures", "-")),
-                     f"{s['qgap']['gap']['mean']:.4f}", f"{s['qgap']['gap']['median']:.4f}"])  # fmt: skip
+                     s["protocol"].get("env_id_override") or s["protocol"]["env_id"], mode, str(p["n"]),
+                     str(len(ev["seeds"])), f"{p['iqm']:.2f}", fmt_ci(iqm_ci), f"{p['median']:.1f}", f"{p['mean']:.2f}",
+                     fmt_ci(p.get("ci95")), f"{100 * s['zero_reward_life_fraction']:.1f}%", str(e.get("serve_failures", "-")),
+                     f"{s['qgap']['gap']['mean']:.4f}", f"{s['qgap'].get('gap_median', s['qgap']['gap'])['median']:.4f}"])
         curves.setdefault((s["checkpoint"]["script"], rows[-1][3], mode), []).append(
-            (s["checkpoint"]["global_step"], p["mean"], *p["ci95"])
+            (s["checkpoint"]["global_step"], p["iqm"], *(iqm_ci or [p["iqm"]] * 2))
         )
-    head = ["run", "script", "steps", "env played", "mode", "games", "mean", "std", "median", "IQM", "zero-rew lives",
-            "serve fails", "mean gap", "median gap"]  # fmt: skip
+    head = ["run", "script", "steps", "env played", "mode", "games", "seeds", "IQM", "IQM 95% CI", "median", "mean",
+            "mean 95% CI", "zero-rew lives", "serve fails", "mean gap", "median gap"]  # fmt: skip
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + rows)
     by_step = len({script for script, _, _ in curves}) == 1 and any(len({c[0] for c in v}) > 1 for v in curves.values())
@@ -431,26 +450,36 @@ def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
     if by_step:
         ax = axes[0, 1]
         for (_, env, mode), points in sorted(curves.items()):
-            step, mean, lo, hi = np.array(sorted(points)).T
-            ax.errorbar(step, mean, yerr=[mean - lo, hi - mean], marker="o", capsize=3, label=f"{env}, {mode}")
-        ax.set(xlabel="training step (global_step)", ylabel="mean score, 95% bootstrap CI", title=next(iter(curves))[0])
+            step, iqm, lo, hi = np.array(sorted(points)).T
+            ax.errorbar(step, iqm, yerr=[iqm - lo, hi - iqm], marker="o", capsize=3, label=f"{env}, {mode}")
+        ax.set(xlabel="training step (global_step)", ylabel="IQM score, 95% stratified bootstrap CI",
+               title=next(iter(curves))[0])  # fmt: skip
         ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k")
         ax.legend(fontsize=8)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_dir / "compare.png", dpi=90)
     plt.close(fig)
-    panels = " (per-game scores; mean score by training step)" if by_step else ""
+    panels = " (per-game scores; IQM score by training step)" if by_step else ""
     return table + f"\nplot: {out_dir / 'compare.png'}{panels}"
 
 
 def check_opts(opts: EvalArgs, loaded: LoadedAgent | None = None) -> None:
+    """Raise ValueError (a one-line `error:`) for bad values and for flags that would do nothing."""
+    if opts.compare:
+        unused = [f"--{f.name.replace('_', '-')}" for f in fields(EvalArgs)
+                  if f.name not in ("compare", "output_dir") and getattr(opts, f.name) != f.default]  # fmt: skip
+        if unused:
+            raise ValueError(f"{', '.join(unused)} cannot be used with --compare (it only reads earlier output dirs)")
+        return
     if opts.num_games <= 0:
         raise ValueError(f"--num-games must be positive, got {opts.num_games}")
-    if opts.num_envs <= 0 or opts.stall_steps < 0 or not opts.seeds:
+    if opts.num_envs <= 0 or (opts.stall_steps or 0) < 0 or not opts.seeds:
         raise ValueError("--num-envs must be positive, --stall-steps >= 0 and --seeds non-empty")
     if opts.epsilon is not None and not 0 <= opts.epsilon <= 1:
         raise ValueError(f"--epsilon must be in [0, 1], got {opts.epsilon}")
+    if opts.epsilon is not None and opts.deterministic:
+        raise ValueError("--epsilon does nothing with --deterministic (greedy actions); drop one of them")
     if loaded is None:
         return
     if opts.epsilon is not None and loaded.agent.score_kind != "q_values":
@@ -487,6 +516,7 @@ def evaluate_checkpoint(path: str | Path, num_games: int = 10, seeds=(0,), deter
 
 
 def run(opts: EvalArgs, video_root: str | None = None) -> dict:
+    """Evaluate opts.checkpoint: play every seed, write the CSVs and summary.json, print the console summary."""
     check_opts(opts)
     device = pick_device(opts.device)
     loaded = load_agent(opts.checkpoint, device)
@@ -508,15 +538,12 @@ def run(opts: EvalArgs, video_root: str | None = None) -> dict:
     if opts.video and video_root is None:
         video_root = str(out_dir)
     start = time.time()
-    lives, games, gaps = [], [], {"gap": [], "merged": []}
+    lives, games = [], []
     for k, offset in enumerate(opts.seeds):
-        l_rows, g_rows, g = play(loaded, loaded.args.seed + offset, opts, video_root if k == 0 else None)
+        l_rows, g_rows = play(loaded, loaded.args.seed + offset, opts, video_root if k == 0 else None)
         lives += l_rows
         games += g_rows
-        for key in gaps:
-            gaps[key].append(g[key])
-    gaps = {k: np.concatenate(v) for k, v in gaps.items()}
-    summary = summarize(loaded, opts, lives, games, gaps, time.time() - start)
+    summary = summarize(loaded, opts, lives, games, time.time() - start)
     write_outputs(out_dir, lives, games, summary)
     if opts.plots:
         make_plots(out_dir)
@@ -526,7 +553,9 @@ def run(opts: EvalArgs, video_root: str | None = None) -> dict:
 
 
 def main(opts: EvalArgs) -> int:
+    """CLI: evaluate or --compare; bad input is a one-line `error:` and exit code 2."""
     try:
+        check_opts(opts)
         if opts.compare:
             print(compare(opts.compare, Path(opts.output_dir or "runs/eval/compare")))
             return 0

@@ -1,5 +1,5 @@
 """Hybrid RAM + pixel DQN: prioritized dueling Double DQN, n-step, late fusion of a Nature-CNN and a RAM-feature MLP.
-Papers: Sygnowski & Michalewski 2016 (screen + RAM DQN); methods.md 3. Parents: dqn_per_dueling_atari.py, dqn_ram_atari.py.
+Papers: Sygnowski & Michalewski 2016 (screen + RAM DQN). Parents: dqn_per_dueling_atari.py, dqn_ram_atari.py.
 Example: python hybrid_atari.py --total-timesteps 2000000
 """
 
@@ -69,7 +69,7 @@ class Args(RunArgs):
     n_step: int = 3
     """n-step returns; 3 as in Rainbow (Dopamine, CleanRL), whose ablation ranks multi-step and PER its two most vital parts"""
     prioritized_replay_alpha: float = 0.6
-    """priority exponent alpha (PER proportional variant; methods.md section 7)"""
+    """priority exponent alpha (Schaul et al. 2016, proportional variant)"""
     prioritized_replay_beta: float = 0.4
     """initial importance-sampling exponent beta, annealed linearly to 1 over the first run's total-timesteps (PER)"""
     prioritized_replay_eps: float = 1e-6
@@ -77,7 +77,7 @@ class Args(RunArgs):
     max_grad_norm: float = 10.0
     """the maximum norm for gradient clipping (dueling paper: 10)"""
     ram_dropout: float = 0.2
-    """modality dropout: chance of zeroing a training sample's RAM embedding (methods.md 3) so the CNN learns too; 0: off"""
+    """modality dropout: chance of zeroing a training sample's RAM embedding (ModDrop, Neverova et al. 2016) so the CNN learns too; 0: off"""
 
 
 # Copied from ppo_atari.FireOnReset
@@ -252,7 +252,7 @@ class ReplayMemory:
 
 
 class QNetwork(nn.Module):
-    """Late fusion (methods.md 3): [Nature CNN 512 on pixels, LayerNorm-MLP 64-64 on RAM] -> Linear 512 -> dueling V, A."""
+    """Late fusion (Sygnowski & Michalewski 2016): [Nature CNN 512 on pixels, LayerNorm-MLP 64-64 on RAM] -> Linear 512 -> dueling V, A."""
 
     def __init__(self, n_actions: int, frame_stack: int = 4, ram_dim: int = NUM_FEATURES):
         super().__init__()
@@ -267,7 +267,7 @@ class QNetwork(nn.Module):
         """(Q-values [B, A], pixel [B, 512] and RAM [B, 64] embeddings as computed); `ablate` zeroes that branch's
         embedding in the fusion's input; ram_keep [B] (0/1) multiplies the RAM embedding (modality dropout)."""
         x = pixels.float() / 255.0
-        if x.device.type == "cpu":  # channels_last convolutions are ~1.6x faster on x86 CPUs (docs/benchmarks.md)
+        if x.device.type == "cpu":  # channels_last: the layout of the CPU weights
             x = x.contiguous(memory_format=torch.channels_last)
         pixel_emb, ram_emb = self.pixels(x), self.ram(ram)
         p = torch.zeros_like(pixel_emb) if ablate == "pixels" else pixel_emb

@@ -167,7 +167,7 @@ class Agent(nn.Module):
 
     def trunk(self, x):
         x = x.float() / 255.0
-        if x.device.type == "cpu":  # channels_last convolutions are ~1.6x faster on x86 CPUs (docs/benchmarks.md)
+        if x.device.type == "cpu":  # channels_last: the layout of the CPU weights
             x = x.contiguous(memory_format=torch.channels_last)
         return self.network(x)
 

@@ -28,9 +28,10 @@ import dataclasses
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -125,18 +126,35 @@ def save_checkpoint(
 
 
 def write_atomic(payload: dict[str, Any], path: Path) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`: never a truncated file."""
+    """torch.save to a temp file in the same folder, fsync it, rename it over `path`, fsync the folder: never a truncated
+    file, and the rename is on disk when this returns. Any exception, a signal handler's KeyboardInterrupt included,
+    removes the temp file and leaves an existing `path` as it was. A SIGTERM whose action is the default (kill) is held
+    while writing, on the main thread, and delivered once the file is complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")  # named before it exists: removable
+    held: list[int] = []
+    hold = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if hold:
+        signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if hold:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if held:
+                signal.raise_signal(signal.SIGTERM)
     return path
 
 
@@ -164,26 +182,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if ckpt.get("model_dtype") == "float16":  # a half-precision shared checkpoint: the networks run in float32
         ckpt["model"] = {k: v.float() if v.dtype == torch.float16 else v for k, v in ckpt["model"].items()}
     return ckpt
-
-
-RESUME_FLAGS = ("total_timesteps", "checkpoint_every", "keep_checkpoints", "progress", "device", "track", "save_buffer")
-
-
-def load_for_resume(args: Any, module: str) -> tuple[Any, dict[str, Any]]:
-    """``--resume``: load `module`'s checkpoint; the run keeps its own Args, only RESUME_FLAGS set on the command line
-    (different from their defaults) may change. Exits with a one-line error for any other checkpoint."""
-    try:
-        ckpt = load_checkpoint(args.resume)
-    except CheckpointError as e:
-        sys.exit(f"error: --resume: {e}")
-    if ckpt["script"] != module:
-        sys.exit(f"error: --resume: {args.resume} was written by {ckpt['script']}.py, not {module}.py")
-    if "resume" not in ckpt:
-        sys.exit(f"error: --resume: {args.resume} has no resume state (a stripped checkpoint); evaluate it instead")
-    fields = dataclasses.fields(args)
-    cli = {f.name: getattr(args, f.name) for f in fields if f.name in RESUME_FLAGS and getattr(args, f.name) != f.default}
-    saved = {f.name: ckpt["args"].get(f.name, f.default) for f in fields}
-    return dataclasses.replace(type(args)(**saved), resume=args.resume, **cli), ckpt
 
 
 def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, half: bool = False) -> Path:

@@ -45,7 +45,7 @@ import torch
 from common.checkpoint import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EPSILON_EVAL = 0.001  # value agents' evaluation epsilon (Dopamine / tuned Double DQN; methods.md section 8)
+EPSILON_EVAL = 0.001  # value agents' evaluation epsilon (van Hasselt et al. 2016, tuned Double DQN; Dopamine)
 SCORE_KINDS = ("q_values", "logits")
 
 

@@ -1,10 +1,12 @@
-"""Breakout game state and events decoded from the Atari RAM (see methods.md section 1, "Breakout RAM map").
+"""Breakout game state and events decoded from the Atari RAM (the byte map with its evidence: docs/breakout_ram.md).
 
 RAM bytes used (index into ``env.unwrapped.ale.getRAM()``, read after the last frame of an agent step):
 
 - 99 / 101: ball x / y; screen pixels of the ball's 2x4 px top-left corner = ``ram[99] - 49`` / ``ram[101] + 9``;
   ``ram[101] == 0`` means no ball in play (serve pending, or the ball was just lost).
-- 72: paddle; screen left edge = ``ram[72] - 47``, centre = ``ram[72] - 39`` (16 px wide until the ball reaches the top).
+- 72: paddle; screen left edge = ``ram[72] - 47`` (8..144), centre = left edge + width / 2.
+- 97, bit 7: narrow paddle: set when the ball hits the top wall, cleared when the ball leaves play; the paddle is 16 px
+  wide without it, 12 px with it (``ram[108]`` = width / 2 follows it).
 - 103 / 105: ball velocity bytes, int8: ``vy = int8(ram[103])`` (+ = down), ``vx = -int8(ram[105])`` (+ = right).
 - 57: lives (5 -> 0).  76, 77: BCD score, ``100*(r76 & 0xF) + 10*(r77 >> 4) + (r77 & 0xF)`` (ALE's formula).
 - 0..35: brick bitmap; row r (0 = bottom/blue, 5 = top/red) = bytes r, r+6, ..., r+30, 2 bits per brick, the low
@@ -20,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 TAP_MIN_Y = 150  # raw ram[101]; taps are seen at 157-178 after the step, reversals at bricks or the ceiling below 100
+PADDLE_WIDE, PADDLE_NARROW = 16, 12  # paddle width in screen px without / with the narrow flag (ram[97] bit 7)
 _BRICK_MASK = int.from_bytes(bytes(0xF0 if 12 <= i < 18 else 0xFF for i in range(36)), "big")  # brick bits of ram[0:36]
 
 
@@ -44,6 +47,7 @@ class BreakoutState:
     in_play: bool
     paddle_x: float
     paddle_center: float
+    paddle_width: int
     vy: int
     vx: int
     lives: int
@@ -55,7 +59,7 @@ class BreakoutState:
 def decode_ram(ram: np.ndarray) -> BreakoutState:
     """Decode the 128-byte Breakout RAM (``env.unwrapped.ale.getRAM()``)."""
     r = ram.tolist()
-    in_play = r[101] != 0
+    in_play, width = r[101] != 0, PADDLE_NARROW if r[97] & 0x80 else PADDLE_WIDE
     rows = tuple(
         (sum(r[i].bit_count() for i in range(row, 36, 6)) - (r[12 + row] & 0x0F).bit_count()) // 2 for row in range(6)
     )
@@ -64,7 +68,8 @@ def decode_ram(ram: np.ndarray) -> BreakoutState:
         ball_y=float(r[101] + 9) if in_play else 0.0,
         in_play=in_play,
         paddle_x=float(r[72] - 47),
-        paddle_center=float(r[72] - 39),
+        paddle_center=r[72] - 47 + width / 2,
+        paddle_width=width,
         vy=int8(r[103]),
         vx=-int8(r[105]),
         lives=r[57],
@@ -112,8 +117,8 @@ class BreakoutEventWrapper(gym.Wrapper):
     Keys: ``in_play``; ``launched`` (serve: no ball before the step, a ball after); ``fire`` (the agent's action this
     step is a FIRE action); ``tap`` (see ``TapDetector``); ``bricks_hit`` (bricks removed this step, >= 0: brick bits
     that went from 1 to 0, so a new wall counts 0); ``life_lost``; ``lives``; ``ball_x``, ``ball_y``,
-    ``paddle_center`` (screen px); ``vy``, ``vx``. Put it outermost around a ``make_env`` env. Raises ValueError
-    when the game is not Breakout.
+    ``paddle_center`` (screen px), ``paddle_width`` (16 or 12 px); ``vy``, ``vx``. Put it outermost around a
+    ``make_env`` env. Raises ValueError when the game is not Breakout.
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -146,6 +151,7 @@ class BreakoutEventWrapper(gym.Wrapper):
             "ball_x": s.ball_x,
             "ball_y": s.ball_y,
             "paddle_center": s.paddle_center,
+            "paddle_width": s.paddle_width,
             "vy": s.vy,
             "vx": s.vx,
         }

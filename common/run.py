@@ -5,10 +5,8 @@ A script's ``main`` keeps every algorithmic step and calls the harness only at t
     run = Run(args, __file__, check=check_args)          # --resume merge, flag checks, run folder, TensorBoard, W&B
     args, global_step = run.args, run.global_step
     ...seeding, device, envs, networks, optimizer...
-    if run.checkpoint:                                   # a resume: weights and the script's own state
-        agent.load_state_dict(run.checkpoint["model"]); optimizer.load_state_dict(run.state["optimizer"])
-    lr = run.schedule("learning_rate", Linear(0, args.learning_rate, end, 0.0), stretch=True)
-    def save(step): return run.save(step, agent.state_dict(), {"optimizer": optimizer.state_dict()})
+    run.attach(agent, optimizer, extra_state)            # what checkpoints hold; on a resume: weights, optimizer, RNG
+    lr_at = run.schedule("learning_rate", Linear(0, args.learning_rate, end, 0.0), stretch=True)
     with run.loop(total_steps):                          # progress bar; Ctrl-C/SIGTERM: the first stops, a second aborts
         for ...:
             if run.stopping: break
@@ -16,8 +14,8 @@ A script's ``main`` keeps every algorithmic step and calls the harness only at t
             games = run.episodes(global_step, rewards, terminations, truncations, infos["lives"])
             ...learn...
             run.log(global_step, {"losses/...": ...})    # + charts/SPS, the progress bar's SPS and return
-            run.checkpoint_due(global_step, save)        # --checkpoint-every, --keep-checkpoints
-    return run.finish(global_step, save)                 # final save, final evaluation or the resume hint, close
+            run.checkpoint_due(global_step)              # --checkpoint-every, --keep-checkpoints
+    return run.finish(global_step, device)               # final save, final evaluation or the resume hint, close
 
 Resume (``--resume PATH``) starts from the saved ``Args`` and applies exactly the flags typed on the command line (or,
 for an in-process call, the fields that differ from the dataclass defaults): those in ``RESUMABLE`` apply even when

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,27 @@ def run_script(script: str, *args: str, cwd: Path, timeout: float = 300, check: 
     return proc
 
 
+def interrupt_when_training(script: str, *args: str, cwd: Path, timeout: float = 300,
+                            group: bool = False) -> tuple[subprocess.Popen, str]:  # fmt: skip
+    """Start a script, wait for its first status line `global_step=... SPS=...` (printed from inside the training loop,
+    so after the harness installed its signal handlers), send SIGINT (to its whole process group, as a terminal's
+    Ctrl-C does, with `group`); return (the finished process, stdout + stderr)."""
+    proc = subprocess.Popen([sys.executable, str(REPO / f"{script}.py"), *args], cwd=cwd, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=group)  # fmt: skip
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("global_step=") and "SPS=" in line:
+            os.killpg(proc.pid, signal.SIGINT) if group else proc.send_signal(signal.SIGINT)
+            break
+    out = "".join(lines) + proc.communicate()[0]
+    watchdog.cancel()
+    return proc, out
+
+
 def tb_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     """(step, value) pairs of one scalar from all event files in a run folder, in step order."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -113,7 +136,7 @@ def check_resume_without_replay(script: str, ckpt_path: Path, total: int, tags: 
     first = torch.load(ckpt_path, weights_only=True)
     N = first["global_step"]
     out = run_script(script, "--resume", str(ckpt_path), "--total-timesteps", str(total), cwd=ckpt_path.parents[2]).stdout
-    assert f"at global_step {N} (the replay memory starts empty)" in out
+    assert f"at global_step {N} of {total}" in out and "the replay memory starts empty" in out
     second = torch.load(ckpt_path, weights_only=True)
     assert second["global_step"] == total
     assert second["resume"]["num_updates"] >= first["resume"]["num_updates"] + (total - N) - 64 - 10

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +19,7 @@ import torch
 from common import checkpoint as ck
 from common.contract import ContractError, args_from_checkpoint, available_scripts, load_script
 from common.episodes import EpisodeStats
+from conftest import ENV, REPO
 
 
 @dataclass
@@ -37,17 +44,66 @@ def test_round_trip_is_plain_data_and_atomic(tmp_path):
     assert loaded["global_step"] == 42 and torch.equal(loaded["model"]["w"], torch.arange(6.0).reshape(2, 3))
 
 
-def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+def test_write_fsyncs_the_file_then_renames_then_fsyncs_the_folder(tmp_path, monkeypatch):
+    calls, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", str(a), str(b))) or replace(a, b))
+    path = _save(tmp_path / "a.pt")
+    (_, tmp), (_, src, dst), (_, folder) = calls
+    assert [c[0] for c in calls] == ["fsync", "replace", "fsync"] and (tmp, dst, folder) == (src, str(path), str(tmp_path))
+    assert Path(tmp).name.startswith(".a.pt.") and tmp.endswith(".tmp") and not Path(tmp).exists()
+
+
+def _raises(exc: BaseException | type[BaseException]):
+    def fail(*a, **k):
+        raise exc
+
+    return fail
+
+
+def _sigterm(*a, **k):
+    """A SIGTERM arriving mid-write; the test's handler raises KeyboardInterrupt (as a training loop's second one does)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # interrupted: the handler raises first
+
+
+@pytest.mark.parametrize(
+    "target, fail, expected",
+    [("torch.save", _raises(KeyboardInterrupt), KeyboardInterrupt), ("torch.save", _sigterm, KeyboardInterrupt),
+     ("os.fsync", _raises(OSError("disk full")), OSError), ("os.replace", _raises(OSError("busy")), OSError)],
+)  # fmt: skip
+def test_failed_write_leaves_no_temp_file_and_keeps_the_old_file(tmp_path, monkeypatch, target, fail, expected):
     path = _save(tmp_path / "a.pt")
     before = path.read_bytes()
-
-    def boom(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ck.torch, "save", boom)
-    with pytest.raises(KeyboardInterrupt):
-        _save(path, global_step=99)
+    monkeypatch.setattr(target, fail)
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
+    try:
+        with pytest.raises(expected):
+            _save(path, global_step=99)
+    finally:
+        signal.signal(signal.SIGTERM, old)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_default_sigterm_waits_for_the_write_to_finish(tmp_path):
+    """With SIGTERM's default action the save completes (no temp file), then the process dies of the signal."""
+    code = (
+        "import os, signal, sys, torch\n"
+        "from pathlib import Path\n"
+        "from common.checkpoint import write_atomic\n"
+        "save = torch.save\n"
+        "def save_then_term(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    save(*a, **k)\n"
+        "torch.save = save_then_term\n"
+        "write_atomic({'w': torch.arange(3)}, Path(sys.argv[1]))\n"
+        "print('survived')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.pt")], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env=ENV)  # fmt: skip
+    assert proc.returncode == -signal.SIGTERM and "survived" not in proc.stdout, proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], torch.arange(3))
 
 
 @pytest.mark.parametrize(

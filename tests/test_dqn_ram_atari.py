@@ -1,9 +1,6 @@
 """Tests for dqn_ram_atari.py: RAM features against the emulator, vector-env semantics, replay maths, smoke run, resume."""
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 
@@ -14,10 +11,11 @@ from test_events import pixels
 
 import dqn_ram_atari as dqn
 from common.contract import EPSILON_EVAL
+from common.episodes import EpisodeStats
 from common.events import TAP_MIN_Y, decode_ram, int8
 from common.ram_features import FEATURES
-from conftest import ENV, REPO, check_agent_acts, check_resume_without_replay, one_line_error, run_script
 from conftest import TINY as CONFTEST_TINY
+from conftest import check_agent_acts, check_resume_without_replay, interrupt_when_training, one_line_error, run_script
 
 F = {name: i for i, name in enumerate(FEATURES)}
 TINY = [f for f in CONFTEST_TINY["dqn_ram_atari"] if f not in ("--total-timesteps", "400")] + ["--eval-episodes", "0"]
@@ -152,7 +150,7 @@ def test_vector_env_life_loss_and_game_over_semantics():
     envs = dqn.make_vector_env(args, 2)
     obs, info = envs.reset(seed=3)
     assert obs.shape == (2, dqn.NUM_FEATURES) and info["lives"].tolist() == [5, 5]
-    stats = dqn.EpisodeStats(2)
+    stats = EpisodeStats(2)
     lives_lost, games, raw = 0, [], np.zeros(2)
     for _ in range(3000):  # FIRE, then stand still: each life ends fast
         actions = np.where(obs[:, F["in_play"]] > 0, 0, 1)
@@ -229,14 +227,18 @@ def test_network_heads_and_agent_rebuild():
     net = dqn.QNetwork(n_actions=4, obs_dim=dqn.NUM_FEATURES)
     x = torch.rand(5, dqn.NUM_FEATURES)
     q, tap = net(x)
-    hidden = net.network(x)
-    v, adv = net.value(hidden), net.advantage(hidden)
-    torch.testing.assert_close(q, v + adv - adv.mean(1, keepdim=True))
     assert q.shape == (5, 4) and tap.shape == (5,)
+    with torch.no_grad():  # hand-set heads: V = 2, A = [1, 2, 3, 6] -> Q = V + A - mean(A) = [0, 1, 2, 5] for any input
+        for head, bias in ((net.value, [2.0]), (net.advantage, [1.0, 2.0, 3.0, 6.0])):
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor(bias))
+    torch.testing.assert_close(net(x)[0], torch.tensor([[0.0, 1.0, 2.0, 5.0]] * 5))
+    q, tap = net(x)
     agent = dqn.make_agent({"model": net.state_dict()}, torch.device("cpu"))
     actions, scores = agent.act(x.numpy(), greedy=True)
     assert agent.score_kind == "q_values" and agent.epsilon == EPSILON_EVAL
-    np.testing.assert_allclose(scores, q.detach().numpy(), rtol=1e-6) and (actions == q.argmax(1).numpy()).all()
+    np.testing.assert_allclose(scores, q.detach().numpy(), rtol=1e-6)
+    assert (actions == q.argmax(1).numpy()).all()
 
 
 def test_refuses_other_games_in_one_line(tmp_path):
@@ -267,13 +269,7 @@ def test_smoke_contract_and_resume(tmp_path):
 def test_ctrl_c_in_a_terminal_saves_and_leaves_no_env_process(tmp_path):
     """A terminal's Ctrl-C signals the whole process group: the games' process ignores it, the trainer saves, then
     closes it."""
-    cmd = [sys.executable, str(REPO / "dqn_ram_atari.py"), *TINY, "--total-timesteps", "1000000"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
-    assert proc.stdout.readline().startswith("device:")
-    time.sleep(4)  # past set-up: the handler is installed before the first step
-    os.killpg(proc.pid, signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    proc, out = interrupt_when_training("dqn_ram_atari", *TINY, "--total-timesteps", "1000000", cwd=tmp_path, group=True)
     assert proc.returncode == 0 and "resume with: python dqn_ram_atari.py --resume" in out, out
     (ckpt_path,) = tmp_path.glob("runs/*/*.pt")
     assert 0 < torch.load(ckpt_path, weights_only=True)["global_step"] < 1_000_000

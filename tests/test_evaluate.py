@@ -1,4 +1,5 @@
-"""evaluate.py: Q-gap maths, statistics, end-to-end outputs, stall guard, bad input, notebook, compare mode."""
+"""evaluate.py: Q-gap maths, end-to-end outputs, stall guard, bad input, notebook, compare mode (statistics:
+test_evaluate_stats.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import tyro
+from scipy import stats as sps
 
 import evaluate
 from common.checkpoint import CheckpointError, save_checkpoint
@@ -34,20 +37,9 @@ def test_merged_gap_treats_noop_and_fire_as_one_action_in_play():
     np.testing.assert_allclose(evaluate.merged_gap(z, np.array([True]), 0, 1, "logits"), [np.logaddexp(1, 1) - 1.5])
 
 
-def test_longest_streak_and_stats():
+def test_longest_streak():
     assert evaluate.longest_streak(list("bbtbbbtb")) == 3
     assert evaluate.longest_streak([]) == 0
-    s = evaluate.stats([1, 2, 3, 4, 5, 6, 7, 100])
-    assert s["n"] == 8 and s["median"] == 4.5 and s["mean"] == pytest.approx(16.0)
-    assert s["iqm"] == pytest.approx(4.5)  # the outlier 100 is outside the inter-quartile range
-    assert s["ci95"][0] < s["mean"] < s["ci95"][1]
-    # chunked resampling: a 5,000-game list (resamples in chunks of 400) gives a CI that brackets the mean tightly
-    big = np.random.default_rng(1).normal(50, 10, 5_000)
-    lo, hi = evaluate.stats(big.tolist())["ci95"]
-    assert lo < big.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * 10 / np.sqrt(5_000), rel=0.15)
-    # per-step series (Q-gaps of a long evaluation) get no bootstrap: it would be 10,000 x steps values
-    steps = evaluate.stats(np.ones(1_000_000).tolist(), ci=False)
-    assert steps["n"] == 1_000_000 and steps["mean"] == 1.0 and "ci95" not in steps
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +68,36 @@ def test_outputs_are_complete_and_consistent(eval_dir):
             assert len(mine) == 5, "a finished Breakout game has 5 lives"
         assert int(g["zero_reward_lives"]) == sum(r["return"] == "0.0" for r in mine)
     assert all(r["serve_latency"] == "" or int(r["serve_latency"]) >= 1 for r in lives)
-    assert summary["pooled"]["n"] == 4
-    assert summary["pooled"]["mean"] == pytest.approx(np.mean([float(g["score"]) for g in games]))
+    scores, p = [float(g["score"]) for g in games], summary["pooled"]
+    assert p["n"] == 4 and p["strata"] == 2 and p["mean"] == pytest.approx(np.mean(scores))
+    assert p["iqm"] == pytest.approx(sps.trim_mean(scores, 0.25)) and p["median"] == np.median(scores)
+    assert p["iqm_ci95"][0] <= p["iqm"] <= p["iqm_ci95"][1] and p["ci95"][0] <= p["mean"] <= p["ci95"][1]
     assert set(summary["per_seed"]) == {"0", "1"} and summary["per_seed"]["0"]["n"] == 2
+    assert summary["evaluation"]["stall_steps"] == 300
+    ev = summary["evaluator"]  # the evaluating code, beside the checkpoint's own commit and versions
+    assert ev["git_commit"] == summary["checkpoint"]["git_commit"] and {"torch", "numpy", "scipy"} <= set(ev["versions"])
+    # Q-gaps per game first: each game's mean / median over its steps, then statistics across the games
+    q = summary["qgap"]
+    assert q["gap"]["n"] == q["gap_median"]["n"] == 4 and "per game first" in q["aggregation"]
+    assert q["gap"]["mean"] == pytest.approx(np.mean([float(g["mean_qgap"]) for g in games]))
+    assert q["gap_median"]["median"] == pytest.approx(np.median([float(g["median_qgap"]) for g in games]))
+    step_weighted = sum(float(r["mean_qgap"]) * int(r["length"]) for r in lives) / sum(int(r["length"]) for r in lives)
+    assert step_weighted == pytest.approx(np.average([float(g["mean_qgap"]) for g in games],
+                                                     weights=[int(g["length"]) for g in games]))  # fmt: skip
     assert summary["qgap"]["label"].startswith("logit margin") and summary["evaluation"]["epsilon"] is None
     assert summary["human_normalized"]["human"] == 30.5 and "events" in summary
     assert summary["zero_reward_life_fraction"] == pytest.approx(np.mean([r["zero_reward"] == "1" for r in lives]))
     for png in ["score_hist", "return_by_life", "serve_latency_hist", "fire_per_life", "brick_streaks", "qgap_hist"]:
         assert (eval_dir / f"{png}.png").stat().st_size > 1000
+
+
+def test_console_headline_is_the_iqm(eval_dir):
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    p, lines = summary["pooled"], evaluate.console_summary(summary).splitlines()
+    lo, hi = p["iqm_ci95"]
+    assert lines[1].startswith(f"  IQM {p['iqm']:.2f} (95% CI {lo:.2f}..{hi:.2f}) over 4 games, 2 evaluation seeds | median ")
+    assert f"| mean {p['mean']:.2f} +- {p['std']:.2f} (95% CI " in lines[1] and lines[2].startswith("  seed +0: 2 games, IQM")
+    assert "human-normalised: IQM" in lines[4] and any("per game: mean" in line for line in lines)
 
 
 def test_stall_guard_ends_a_never_fire_policy(trained_ppo):
@@ -92,10 +106,16 @@ def test_stall_guard_ends_a_never_fire_policy(trained_ppo):
     # posing as a value agent with epsilon 1: evaluate must not add exploration of its own (the agent's act does it)
     loaded.agent.score_kind, loaded.agent.epsilon = "q_values", 1.0
     opts = evaluate.EvalArgs(num_games=2, num_envs=2, stall_steps=40, events=True)
-    lives, games, _ = evaluate.play(loaded, seed=0, opts=opts, video_root=None)
+    lives, games = evaluate.play(loaded, seed=0, opts=opts, video_root=None)
     assert [g["end_reason"] for g in games] == ["stall", "stall"]
     assert all(g["length"] == 40 and g["score"] == 0 for g in games)
     assert all(r["agent_fire"] == 0 and r["serve_latency"] == "" for r in lives)
+    # the default: greedy play (a stall is permanent) is cut after 2000 steps, stochastic play runs to the frame cap
+    greedy = evaluate.EvalArgs(num_games=1, num_envs=1, deterministic=True)
+    assert evaluate.stall_limit(greedy) == 2000 and evaluate.stall_limit(evaluate.EvalArgs()) == 0
+    assert evaluate.stall_limit(evaluate.EvalArgs(stall_steps=500)) == 500
+    _, (game,) = evaluate.play(loaded, seed=0, opts=greedy, video_root=None)
+    assert game["end_reason"] == "stall" and game["length"] == 2000
 
 
 def test_notebook_executes(eval_dir, monkeypatch):
@@ -113,20 +133,25 @@ def test_notebook_executes(eval_dir, monkeypatch):
 
 def test_compare_mode(eval_dir, tmp_path):
     proc = run_script("evaluate", "--compare", str(eval_dir), str(eval_dir), "--output-dir", str(tmp_path), cwd=tmp_path)
-    assert proc.stdout.count("ppo_atari") == 2 and "IQM" in proc.stdout and "median gap" in proc.stdout
+    assert proc.stdout.count("ppo_atari") == 2 and "median gap" in proc.stdout
+    assert proc.stdout.split()[6:10] == ["games", "seeds", "IQM", "IQM"]  # the headline first, then median and mean
     summary = json.loads((eval_dir / "summary.json").read_text())
-    row = proc.stdout.splitlines()[1].split()
-    assert row[3:6] == ["BreakoutNoFrameskip-v4", "stochastic", "4"] and float(row[6]) == round(summary["pooled"]["mean"], 2)
+    p, row = summary["pooled"], proc.stdout.splitlines()[1].split()
+    assert row[3:7] == ["BreakoutNoFrameskip-v4", "stochastic", "4", "2"] and float(row[7]) == round(p["iqm"], 2)
+    assert row[8] == evaluate.fmt_ci(p["iqm_ci95"]) and float(row[10]) == round(p["mean"], 2)
     assert (tmp_path / "compare.png").stat().st_size > 1000 and "by training step" not in proc.stdout
     width = int.from_bytes((tmp_path / "compare.png").read_bytes()[16:20], "big")  # PNG IHDR
 
-    # the same script at a second training step: compare.png gains a score-by-step panel
+    # the same script at a second training step: compare.png gains an IQM-by-step panel; a summary written before the
+    # IQM's CI and per-game Q-gaps (committed results) still compares, with "-" for the missing CI
     later = tmp_path / "later"
     shutil.copytree(eval_dir, later)
     summary["checkpoint"]["global_step"] += 1000
+    del summary["pooled"]["iqm_ci95"], summary["qgap"]["gap_median"]
     (later / "summary.json").write_text(json.dumps(summary))
     proc = run_script("evaluate", "--compare", str(eval_dir), str(later), "--output-dir", str(tmp_path / "c2"), cwd=tmp_path)
-    assert proc.stdout.endswith("(per-game scores; mean score by training step)\n")
+    assert proc.stdout.endswith("(per-game scores; IQM score by training step)\n")
+    assert proc.stdout.splitlines()[2].split()[8] == "-"
     assert int.from_bytes((tmp_path / "c2" / "compare.png").read_bytes()[16:20], "big") > width + 300
 
 
@@ -150,6 +175,23 @@ def test_bad_input_one_line_errors(trained_ppo, tmp_path):
     assert "contradicts" in err("--checkpoint", str(trained_ppo), "--env-id", "PongNoFrameskip-v4")
     assert "value agents" in err("--checkpoint", str(trained_ppo), "--epsilon", "0.05")
     assert "no such input branch" in err("--checkpoint", str(trained_ppo), "--ablate", "ram")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--checkpoint", "x.pt", "--epsilon", "0.01", "--deterministic"], "error: --epsilon does nothing with --deterministic"),
+    (["--compare", "a", "--checkpoint", "x.pt"], "error: --checkpoint cannot be used with --compare"),
+    (["--compare", "a", "--plots"], "error: --plots cannot be used with --compare"),
+    (["--compare", "a", "--video", "--num-games", "5"], "error: --num-games, --video cannot be used with --compare"),
+])  # fmt: skip
+def test_flags_that_would_do_nothing_are_errors(flags, message, capsys):
+    assert evaluate.main(tyro.cli(evaluate.EvalArgs, args=flags)) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.splitlines() == [out.err.strip()] and out.err.startswith(message)
+
+
+def test_help_states_the_stall_guard_default(tmp_path):
+    text = " ".join(run_script("evaluate", "--help", cwd=tmp_path).stdout.replace("│", " ").split())
+    assert "default: 2000 if --deterministic, else never" in text and "108k-frame cap" in text
 
 
 class _Exploit:

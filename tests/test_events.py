@@ -1,18 +1,34 @@
-"""common/events.py against the emulator: RAM decoding vs rendered pixels, taps, bricks, score, lives, serves."""
+"""common/events.py against the emulator: RAM decoding vs rendered pixels (the narrow paddle too), taps, bricks, score,
+lives, serves, the frame-counter wrap."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import ale_py
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from common.events import TAP_MIN_Y, BreakoutEventWrapper, BreakoutState, TapDetector, decode_ram, int8
+from common.events import (
+    PADDLE_NARROW,
+    PADDLE_WIDE,
+    TAP_MIN_Y,
+    BreakoutEventWrapper,
+    BreakoutState,
+    TapDetector,
+    decode_ram,
+    int8,
+)
+from common.ram_features import paddle_point
 
 gym.register_envs(ale_py)
 ROW_POINTS = (1, 1, 4, 4, 7, 7)  # bottom/blue -> top/red
 PADDLE_ROWS = slice(189, 193)  # screen rows of the paddle; the ball is searched between the bricks (<= 92) and them
 PLAY_X = slice(8, 152)  # inside the side walls (the right wall's bottom is paddle-coloured)
+# A game of checkpoints/dqn_ram_atari_breakout.pt up to the narrow paddle (docs/breakout_ram.md): "frames", one ALE action
+# per emulator frame from reset; "ram", the RAM after the last one (ball just off the top wall, 3 lives, paddle at the left)
+NARROW = Path(__file__).parent / "data" / "breakout_narrow_paddle.npz"
 
 
 def make(env_id: str = "BreakoutNoFrameskip-v4", render: bool = False, **kw) -> BreakoutEventWrapper:
@@ -34,13 +50,25 @@ def policy(s: BreakoutState, prev: BreakoutState | None, rng: np.random.Generato
     return 2 if d > 8 else 3 if d < -8 else 0
 
 
+def paddle_span(frame: np.ndarray) -> tuple[int, int] | None:
+    """(first, last + 1) screen column of the paddle in a 210x160 RGB frame (clipped to PLAY_X), or None."""
+    cols = np.nonzero(frame[PADDLE_ROWS, PLAY_X].any(-1).all(0))[0]
+    return (int(cols[0]) + 8, int(cols[-1]) + 9) if len(cols) else None
+
+
 def pixels(frame: np.ndarray) -> tuple[tuple[int, int] | None, int | None]:
     """(ball top-left (x, y) or None, paddle left edge or None) found in a 210x160 RGB frame."""
-    lit = frame.any(-1)
-    ys, xs = np.nonzero(lit[93:189, PLAY_X])
-    ball = (int(xs.min()) + 8, int(ys.min()) + 93) if len(xs) else None
-    cols = np.nonzero(lit[PADDLE_ROWS, PLAY_X].all(0))[0]
-    return ball, (int(cols[0]) + 8 if len(cols) else None)
+    ys, xs = np.nonzero(frame[93:189, PLAY_X].any(-1))
+    ball, span = (int(xs.min()) + 8, int(ys.min()) + 93) if len(xs) else None, paddle_span(frame)
+    return ball, (span[0] if span else None)
+
+
+def paddle_error(s: BreakoutState, span: tuple[int, int] | None) -> tuple[float, int] | None:
+    """(pixel centre - decoded centre, pixel width - decoded width) of the paddle; None where the screen cannot tell:
+    no paddle found, its right end at the right wall (hidden behind it), or the ball overlapping the paddle rows."""
+    if span is None or span[1] >= PLAY_X.stop or (s.in_play and 184 <= s.ball_y <= 193):
+        return None
+    return (span[0] + span[1]) / 2 - s.paddle_center, span[1] - span[0] - s.paddle_width
 
 
 def play(env_id: str, seed: int, render: bool, eps: float = 0.1, max_steps: int = 4000) -> dict:
@@ -56,17 +84,16 @@ def play(env_id: str, seed: int, render: bool, eps: float = 0.1, max_steps: int 
         prev = s
         _, r, term, trunc, info = env.step(a)
         done = term or trunc
-        px = pixels(env.render()) if render else None
-        recs.append(
-            {"a": a, "r": float(r), "lives": info["lives"], "ev": info["events"], "ram": ale.getRAM().copy(), "px": px}
-        )
+        frame = env.render() if render else None
+        recs.append({"a": a, "r": float(r), "lives": info["lives"], "ev": info["events"], "ram": ale.getRAM().copy(),
+                     "px": pixels(frame) if render else None, "span": paddle_span(frame) if render else None})  # fmt: skip
     env.close()
     return {"recs": recs, "done": done, "reset_ram": reset_ram}
 
 
 @pytest.fixture(scope="module")
 def games() -> list[dict]:
-    # v4: no sticky actions, rendered (pixel checks); v5: sticky actions 0.25 as in methods.md section 1
+    # v4: no sticky actions, rendered (pixel checks); v5: sticky actions 0.25 (Machado et al. 2018)
     return [play("BreakoutNoFrameskip-v4", 0, render=True), play("ALE/Breakout-v5", 1, render=False)]
 
 
@@ -78,14 +105,17 @@ def test_int8_and_reset_state():
     s = decode_ram(env.unwrapped.ale.getRAM())
     assert (s.bricks_left, s.bricks_per_row, s.lives, s.score) == (108, (18,) * 6, 5, 0)
     assert (s.in_play, s.ball_x, s.ball_y, s.vy, s.vx) == (False, 0.0, 0.0, 0, 0)
-    assert (s.paddle_x, s.paddle_center) == (99.0, 107.0)
+    assert (s.paddle_x, s.paddle_center, s.paddle_width) == (99.0, 107.0, PADDLE_WIDE)
     ev = info["events"]
+    assert ev["paddle_center"] == 107.0 and ev["paddle_width"] == PADDLE_WIDE
     assert not (ev["launched"] or ev["fire"] or ev["tap"] or ev["life_lost"]) and ev["bricks_hit"] == 0 and ev["lives"] == 5
     assert all(type(v) in (bool, int, float) for v in ev.values())
 
 
 def test_ram_positions_match_pixels(games):
     bx, by, pad, n_ball = [], [], [], 0
+    centre = [e for r in games[0]["recs"] if (e := paddle_error(decode_ram(r["ram"]), r["span"])) is not None]
+    assert len(centre) > 1000 and all(abs(c) <= 1 and w == 0 for c, w in centre), "paddle centre or width off the screen"
     for rec in games[0]["recs"]:
         s, (ball, paddle) = decode_ram(rec["ram"]), rec["px"]
         if s.in_play and 93 <= s.ball_y <= 184:  # ball entirely between the bricks and the paddle rows
@@ -103,6 +133,69 @@ def test_ram_positions_match_pixels(games):
     )
     assert np.mean(bx <= 1) >= 0.97 and np.mean(by <= 1) >= 0.97 and np.mean(pad <= 1) >= 0.97, msg
     assert np.mean(bx == 0) >= 0.9 and np.mean(by == 0) >= 0.9 and np.mean(pad == 0) >= 0.9, msg
+
+
+def replay_narrow(ale: ale_py.ALEInterface) -> None:
+    """Play the recorded NARROW game on a freshly reset BreakoutNoFrameskip-v4 emulator, checking its final RAM."""
+    data = np.load(NARROW)
+    for a in data["frames"]:
+        ale.act(ale_py.Action(int(a)))
+    assert (ale.getRAM() == data["ram"]).all(), f"{NARROW.name} no longer replays to its RAM (ale-py changed?): re-record it"
+
+
+def agent_step(ale: ale_py.ALEInterface, a: int) -> BreakoutState:
+    """Minimal-set action `a` for 4 frames; the decoded RAM after them."""
+    for _ in range(4):
+        ale.act(ale.getMinimalActionSet()[a])
+    return decode_ram(ale.getRAM())
+
+
+def test_narrow_paddle_from_the_top_wall_until_the_ball_is_lost():
+    """The reset state's 16 px paddle; a recorded game (NARROW) up to the ball's first hit of the top wall: a 12 px paddle
+    (ram[97] bit 7), its screen centre at left edge + 6, as long as that ball is in play; 16 px again for the next serve."""
+    env = gym.make("BreakoutNoFrameskip-v4")
+    env.reset(seed=0)
+    ale = env.unwrapped.ale
+
+    def look(s: BreakoutState) -> tuple[int, tuple[float, int] | None]:
+        return s.paddle_width, paddle_error(s, paddle_span(ale.getScreenRGB()))
+
+    wide, narrow = [look(decode_ram(ale.getRAM()))], []
+    replay_narrow(ale)
+    s, prev, rng = decode_ram(ale.getRAM()), None, np.random.default_rng(0)
+    assert (s.paddle_width, s.paddle_x, s.paddle_center, s.lives) == (PADDLE_NARROW, 8.0, 14.0, 3)
+    assert paddle_point(s) == 16.0  # RAM features v1 keep the wide paddle's centre, left edge + 8
+    for t in range(300):  # the scripted policy (which keeps this ball in play), then NOOPs until it is lost
+        narrow.append(look(s))
+        prev, s = s, agent_step(ale, policy(s, prev, rng, 0.0) if t < 150 else 0)
+        if s.lives < 3:
+            break
+    for a in (0, 0, 3, 3, 3, 2, 2):  # serve pending, paddle moving
+        wide.append(look(s))
+        s = agent_step(ale, a)
+    assert s.lives == 2 and {w for w, _ in narrow} == {PADDLE_NARROW} and {w for w, _ in wide} == {PADDLE_WIDE}
+    for checks, n in ((wide, 5), (narrow, 100)):
+        seen = [e for _, e in checks if e is not None]
+        assert len(seen) >= n and all(abs(c) <= 1 and dw == 0 for c, dw in seen), seen
+
+
+def test_frame_counter_wrap_ends_play():
+    """ram[90] / ram[91], a 16-bit frame counter: when it wraps, the ball leaves play with no life lost, the narrow paddle
+    flag clears, and FIRE serves no more (docs/breakout_ram.md). Forced here by writing the counter just before 65,536."""
+    env = gym.make("BreakoutNoFrameskip-v4")
+    env.reset(seed=0)
+    ale = env.unwrapped.ale
+    replay_narrow(ale)
+    frame = int(ale.getRAM()[90])
+    assert [agent_step(ale, 0).in_play for _ in range(3)] == [True] * 3 and int(ale.getRAM()[90]) == (frame + 12) % 256
+    ale.setRAM(91, 255)
+    ale.setRAM(90, 250)
+    s = agent_step(ale, 0)
+    assert s.in_play and s.paddle_width == PADDLE_NARROW
+    s = agent_step(ale, 0)
+    assert not s.in_play and s.lives == 3 and s.paddle_width == PADDLE_WIDE and ale.getRAM()[91] == 0
+    states = [agent_step(ale, a) for _ in range(6) for a in (1,) + (0,) * 15]  # FIRE, then 15 NOOP steps, 6 times
+    assert not any(s.in_play for s in states) and {s.lives for s in states} == {3} and not ale.game_over()
 
 
 def test_taps_match_velocity_rule(games):
@@ -208,7 +301,7 @@ def test_full_action_space_fire_and_other_games():
 
 
 def test_with_ppo_make_env_fire_reset():
-    ppo = pytest.importorskip("ppo_atari")
+    import ppo_atari as ppo
     env = BreakoutEventWrapper(ppo.make_env(ppo.Args(fire_reset=True, noop_max=5), seed=0)())
     obs, info = env.reset(seed=0)
     assert obs.shape == (4, 84, 84) and info["scripted_fire"] == 1

@@ -13,6 +13,7 @@ import dqn_ram_atari
 import hybrid_atari as hy
 import ppo_atari
 from common.contract import EPSILON_EVAL
+from common.episodes import EpisodeStats
 from common.ram_features import FEATURES
 from conftest import TINY as CONFTEST_TINY
 from conftest import (
@@ -96,6 +97,26 @@ def test_fusion_shapes_ablation_and_modality_dropout():
                                    rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
+def test_priorities_come_from_the_undropped_q_values():
+    """Modality dropout changes the online Q(s, a) the loss trains, not the TD errors PER samples by."""
+    torch.manual_seed(0)
+    net = hy.QNetwork(n_actions=4)
+    pixels, ram = torch.randint(0, 255, (6, 4, 84, 84), dtype=torch.uint8), torch.rand(6, hy.NUM_FEATURES)
+    actions, target = torch.tensor([0, 1, 2, 3, 0, 1]), torch.rand(6)
+    keep = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0])
+    dropped_q = net(pixels, ram, ram_keep=keep)[0].gather(1, actions[:, None]).squeeze(1)
+    full_q = net(pixels, ram)[0].gather(1, actions[:, None]).squeeze(1)
+    assert (dropped_q - full_q)[keep == 0].abs().min() > 1e-5  # dropout does change Q(s, a) here
+    td = hy.priority_td_errors(net, pixels, ram, actions, target, dropped_q, keep)
+    torch.testing.assert_close(td, (target - full_q).abs().detach())
+    assert dropped_q.requires_grad and not td.requires_grad
+
+
+def test_replay_memory_is_checked_against_free_memory(tmp_path):
+    proc = run_script("hybrid_atari", "--buffer-size", str(10**13), cwd=tmp_path, check=False)
+    assert one_line_error(proc).startswith("error: --buffer-size 10000000000000 needs") and not any(tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------- replay vs a naive buffer on the real envs
 def test_replay_stacks_and_ram_match_naive_buffer(monkeypatch):
     """The training loop's vector env (3 games, 600-frame cap: ends by truncation and game over), a memory that wraps;
@@ -107,7 +128,7 @@ def test_replay_stacks_and_ram_match_naive_buffer(monkeypatch):
     envs = gym.vector.SyncVectorEnv([hy.make_env(args, i, i) for i in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)  # fmt: skip
     memory = hy.ReplayMemory(L * num_envs, num_envs, 4, n, gamma, alpha=0.6, eps=1e-6)
-    stats = hy.EpisodeStats(num_envs)
+    stats = EpisodeStats(num_envs)
     naive, written = [[] for _ in range(num_envs)], np.zeros(num_envs, dtype=int)
     rng = np.random.default_rng(0)
     obs, _ = envs.reset(seed=0)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +11,7 @@ import torch
 import ppo_atari
 from common.checkpoint import save_checkpoint
 from common.contract import load_agent
-from conftest import REPO, TINY, one_line_error, run_script, tb_scalars
+from conftest import TINY, one_line_error, run_script, tb_scalars
 
 
 def naive_gae(rewards, values, dones, next_value, next_done, gamma, lam):
@@ -94,7 +90,7 @@ def test_smoke_run_writes_checkpoint_and_events(tmp_path):
     assert ckpt["protocol"]["env_id"] == "BreakoutNoFrameskip-v4" and ckpt["protocol"]["fire_reset"] is False
     assert {"optimizer", "rng", "wandb_run_id"} <= set(ckpt["resume"])
     assert len(tb_scalars(run_dir, "charts/SPS")) == 2  # 2 iterations of 64 steps
-    assert tb_scalars(run_dir, "charts/episodic_return") or tb_scalars(run_dir, "charts/life_return") is not None
+    assert len(tb_scalars(run_dir, "losses/value_loss")) == 2 and len(tb_scalars(run_dir, "charts/learning_rate")) == 2
     assert len(tb_scalars(run_dir, "eval/episodic_return")) == 1
 
     loaded = load_agent(ckpt_path, torch.device("cpu"))
@@ -106,29 +102,19 @@ def test_smoke_run_writes_checkpoint_and_events(tmp_path):
     assert np.isfinite(scores).all() and (actions == scores.argmax(1)).all()
 
 
-def test_ctrl_c_saves_and_resume_continues_steps_and_lr(tmp_path):
-    flags = ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1",
-             "--total-timesteps", "3200", "--checkpoint-every", "64", "--eval-episodes", "0"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, str(REPO / "ppo_atari.py"), *flags], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("runs/*/ppo_atari.pt")) and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    (ckpt_path,) = tmp_path.glob("runs/*/ppo_atari.pt")
-    stopped_at = torch.load(ckpt_path, weights_only=True)["global_step"]
-    assert 0 < stopped_at < 3200 and stopped_at % 64 == 0, "interrupted at an iteration boundary"
-    assert f"--resume {ckpt_path.relative_to(tmp_path)}" in out
-
-    run_script("ppo_atari", "--resume", str(ckpt_path), cwd=tmp_path)
-    assert torch.load(ckpt_path, weights_only=True)["global_step"] == 3200
-    lrs = tb_scalars(ckpt_path.parent, "charts/learning_rate")
-    steps = [s for s, _ in lrs]
-    assert steps == list(range(64, 3201, 64)), "one learning-rate point per iteration, none missing or repeated"
-    expected = [2.5e-4 * (1 - (it - 1) / 50) for it in range(1, 51)]
-    np.testing.assert_allclose([v for _, v in lrs], expected, rtol=1e-5)
+def test_truncation_at_the_frame_cap_bootstraps_from_the_final_observation(tmp_path, monkeypatch):
+    """A game cut by the frame cap is not an end of the MDP: its reward gets gamma*V(final obs) (terminal games do not)."""
+    r = ppo_atari.bootstrap_truncated(torch.tensor([1.0, 0.0, 1.0]), np.array([False, True, True]),
+                                      np.array([True, False, True]), torch.tensor([2.0, 3.0, 4.0]), 0.9)  # fmt: skip
+    torch.testing.assert_close(r, torch.tensor([1.0 + 0.9 * 2.0, 0.0, 1.0]))
+    calls = []
+    orig_protocol, orig_bootstrap = ppo_atari.env_protocol, ppo_atari.bootstrap_truncated
+    monkeypatch.setattr(ppo_atari, "env_protocol", lambda a: {**orig_protocol(a), "max_num_frames_per_episode": 400})
+    monkeypatch.setattr(ppo_atari, "bootstrap_truncated", lambda *a: calls.append(a[2].copy()) or orig_bootstrap(*a))
+    args = replace(ppo_atari.Args(), num_envs=2, num_steps=64, num_minibatches=2, update_epochs=1, total_timesteps=384,
+                   eval_episodes=0, runs_dir=str(tmp_path))  # fmt: skip
+    ppo_atari.main(args)  # 100 agent steps a game: every env is cut by the cap at least once
+    assert calls and sum(c.sum() for c in calls) >= 2
 
 
 def test_bad_inputs_fail_with_one_line(tmp_path):
@@ -145,10 +131,14 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
     assert "dqn_per_dueling_atari" in msg
 
 
-def test_wandb_offline_tracking(tmp_path):
-    run_script("ppo_atari", *TINY["ppo_atari"], "--eval-episodes", "0", "--track", cwd=tmp_path,
-               env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})  # fmt: skip
+def test_wandb_offline_tracking_and_resume_keep_one_run_id(tmp_path):
+    wandb_env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    run_script("ppo_atari", *TINY["ppo_atari"], "--eval-episodes", "0", "--track", cwd=tmp_path, env=wandb_env)
     (ckpt_path,) = tmp_path.glob("runs/*/ppo_atari.pt")
     run_id = torch.load(ckpt_path, weights_only=True)["resume"]["wandb_run_id"]
     (offline_run,) = ckpt_path.parent.glob(f"wandb/offline-run-*-{run_id}")
     assert list(offline_run.glob("*.wandb")), "the offline run holds its synced data"
+    run_script("ppo_atari", "--resume", str(ckpt_path), "--total-timesteps", "256", "--track", cwd=tmp_path, env=wandb_env)
+    assert torch.load(ckpt_path, weights_only=True)["resume"]["wandb_run_id"] == run_id
+    runs = list(ckpt_path.parent.glob("wandb/offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(f"-{run_id}") for r in runs), runs  # the resume continues the same run

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from common.contract import available_scripts
-from conftest import TINY, check_agent_acts, run_script
+from common.run import check_run_args
+from conftest import TINY, check_agent_acts, interrupt_when_training, one_line_error, run_script
 
 
 @pytest.mark.parametrize("script", available_scripts())
@@ -50,6 +51,44 @@ def test_keep_checkpoints(script, trained):
 @pytest.mark.parametrize("change", [{"checkpoint_every": 0}, {"save_model": False}])
 def test_keep_checkpoints_without_periodic_checkpoints_is_refused(script, change):
     module = importlib.import_module(script)
-    module.check_args(replace(module.Args(), keep_checkpoints=True))  # the defaults keep periodic checkpoints
+    check_run_args(replace(module.Args(), keep_checkpoints=True))  # the defaults keep periodic checkpoints
     with pytest.raises(SystemExit, match="--keep-checkpoints keeps the periodic checkpoints"):
-        module.check_args(replace(module.Args(), keep_checkpoints=True, **change))
+        check_run_args(replace(module.Args(), keep_checkpoints=True, **change))
+
+
+@pytest.mark.parametrize("script", available_scripts())
+def test_ctrl_c_saves_exits_0_and_prints_the_resume_command(script, tmp_path):
+    flags = dict(zip(TINY[script][::2], TINY[script][1::2])) | {"--total-timesteps": "1000000", "--eval-episodes": "0"}
+    proc, out = interrupt_when_training(script, *(x for kv in flags.items() for x in kv), cwd=tmp_path)
+    assert proc.returncode == 0, out
+    (ckpt_path,) = tmp_path.glob(f"runs/*/{script}.pt")
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert 0 < ckpt["global_step"] < 1_000_000 and "resume" in ckpt and ckpt["resume"]["rng"] is not None
+    assert f"resume with: python {script}.py --resume {ckpt_path.relative_to(tmp_path)}" in out, out[-2000:]
+    assert not list(ckpt_path.parent.glob(".*.tmp")), "no stray temp file"
+
+
+@pytest.mark.parametrize("script", available_scripts())
+def test_smallest_budgets_run(script, tmp_path):
+    """Command lines other projects smoke-test with (1 env, 16 steps, batch 4, a replay of a few transitions) run,
+    adjusting what they must with a note."""
+    replay = ["--buffer-size", "8", "--batch-size", "4", "--learning-starts", "2"]
+    small = {"ppo_atari": ["--num-steps", "128", "--num-minibatches", "4"]}.get(script, replay)
+    proc = run_script(script, "--num-envs", "1", "--total-timesteps", "16", "--eval-episodes", "0", *small, cwd=tmp_path)
+    assert "note: " in proc.stderr
+    (ckpt_path,) = tmp_path.glob(f"runs/*/{script}.pt")
+    assert torch.load(ckpt_path, weights_only=True)["global_step"] == 16
+
+
+@pytest.mark.parametrize("script", [s for s in available_scripts() if "dqn" in s or "hybrid" in s])
+def test_uniform_replay_ablation_runs(script, tmp_path):
+    """--prioritized-replay-alpha 0 is uniform replay (every priority**0 = 1): it runs and learns."""
+    run_script(script, *TINY[script], "--prioritized-replay-alpha", "0", "--eval-episodes", "0", cwd=tmp_path)
+    (ckpt_path,) = tmp_path.glob(f"runs/*/{script}.pt")
+    assert torch.load(ckpt_path, weights_only=True)["resume"]["num_updates"] > 50
+
+
+@pytest.mark.parametrize("script", available_scripts())
+def test_bad_seed_is_one_line(script, tmp_path):
+    proc = run_script(script, "--seed", "-1", cwd=tmp_path, check=False)
+    assert "--seed must be in" in one_line_error(proc) and not any(tmp_path.iterdir())
