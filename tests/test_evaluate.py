@@ -224,14 +224,16 @@ def test_checkpoint_of_unknown_module_is_refused(tmp_path):
         load_agent(path, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("name, games", [("dqn_ram_atari", 3), ("dqn_per_dueling_atari", 2), ("hybrid_atari", 2)])
+@pytest.mark.parametrize("name, games", [("dqn_ram_atari", 3), ("dqn_per_dueling_atari", 2), ("hybrid_atari", 2),
+                                         ("ppo_atari", 2), ("dqn_per_dueling_atari_400000", 2)])  # fmt: skip
 def test_committed_checkpoints_reproduce_their_results(name, games, tmp_path):
     """docs/results/<name>.md: the committed checkpoint (float16 weights for the pixel nets) replays the first greedy v4
     games of seed offset 0 of its documented evaluation (score, length, frames, end reason). The RAM agent's first two
     are one trajectory after different no-op starts, which distinct_games and the console point out."""
     documented = read(REPO / f"docs/results/{name}_eval_det/per_game.csv")[:games]
     out = tmp_path / "det"
-    proc = run_script("evaluate", "--checkpoint", str(REPO / f"checkpoints/{name}_breakout.pt"), "--num-games", str(games),
+    ckpt = next(p for p in (REPO / f"checkpoints/{name}_breakout.pt", REPO / f"checkpoints/{name}.pt") if p.exists())
+    proc = run_script("evaluate", "--checkpoint", str(ckpt), "--num-games", str(games),
                       "--seeds", "0", "--deterministic", "--output-dir", str(out), cwd=tmp_path)  # fmt: skip
     key = ("score", "length", "frames", "end_reason")
     assert [[g[k] for k in key] for g in read(out / "per_game.csv")] == [[g[k] for k in key] for g in documented]

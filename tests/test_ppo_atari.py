@@ -79,6 +79,39 @@ def test_vector_and_single_env_give_identical_observations(fire_reset):
     assert life_losses == 4 and total_reward > 0
 
 
+def test_noop_starts_reach_the_same_states_in_both_envs():
+    """With no-ops on (30), the two envs draw their counts from different generators (gymnasium's AtariPreprocessing
+    1..30 raw frames; ale-py's vector env its own draw), so games differ game by game. What a count changes is only the
+    frame-skip phase (count mod 4): before the serve the screen is static, so pixels after FIRE + 12 steps identify the
+    phase and nothing more. Both envs reach all 4 phases, and every start state of the vector env is one the single
+    env reaches with some count: the start-state distributions share their support."""
+    acts = [1] + [0] * 12
+
+    def after(env_step, first):
+        obs = first
+        for a in acts:
+            obs = env_step(a)
+        return obs.tobytes()
+
+    phases = {}
+    for k in range(4):  # the single env after exactly k raw no-op frames (AtariPreprocessing counts raw frames)
+        env = ppo_atari.make_env(replace(ppo_atari.Args(), noop_max=0), seed=0)()
+        env.reset(seed=0)
+        for _ in range(k):
+            env.unwrapped.ale.act(0)
+        phases[after(lambda a: env.step(a)[0], None)] = k
+    assert len(phases) == 4
+    venv = ppo_atari.make_vector_env(replace(ppo_atari.Args(), noop_max=30), 1)
+    single = ppo_atari.make_env(replace(ppo_atari.Args(), noop_max=30), seed=0)()
+    seen = {"vector": set(), "single": set()}
+    for s in range(24):
+        venv.reset(seed=s)
+        seen["vector"].add(phases.get(after(lambda a: venv.step(np.array([a]))[0][0], None), "unknown"))
+        single.reset(seed=s)
+        seen["single"].add(phases.get(after(lambda a: single.step(a)[0], None), "unknown"))
+    assert seen == {"vector": {0, 1, 2, 3}, "single": {0, 1, 2, 3}}, seen
+
+
 def test_smoke_run_writes_checkpoint_and_events(tmp_path):
     proc = run_script("ppo_atari", *TINY["ppo_atari"], "--eval-episodes", "1", cwd=tmp_path)
     (run_dir,) = (tmp_path / "runs").iterdir()
