@@ -1,4 +1,4 @@
-"""RAM-tap detector DQN: prioritized dueling Double DQN, n-step, on Breakout RAM features (docs/breakout_ram.md), auxiliary tap head.
+"""RAM-tap detector DQN: prioritized dueling Double DQN, n-step, on Breakout RAM features (docs/breakout_ram.md), tap head.
 Papers: Sygnowski & Michalewski 2016 (DQN on Atari RAM), Delfosse et al. 2023 (OCAtari). Parent: dqn_per_dueling_atari.py.
 Example: python dqn_ram_atari.py --total-timesteps 3000000
 """
@@ -270,7 +270,7 @@ class ReplayMemory:
 
 
 class QNetwork(nn.Module):
-    """Dueling MLP on RAM features (common/ram_features.py): in -> 256 -> 256 (ReLU), V and A heads, and an auxiliary tap head."""
+    """Dueling MLP on RAM features (common/ram_features.py): in -> 256 -> 256 (ReLU), V and A heads, an auxiliary tap head."""
 
     def __init__(self, n_actions: int, obs_dim: int):
         super().__init__()

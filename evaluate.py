@@ -41,6 +41,10 @@ LIFE_FIELDS = ["game", "seed", "life", "return", "length", "serve_latency", "age
 GAME_FIELDS = ["game", "seed", "score", "length", "frames", "lives_used", "zero_reward_lives", "end_reason", "mean_qgap",
                "median_qgap", "mean_merged_qgap"]  # fmt: skip
 GREEDY_STALL_STEPS = 2000  # --stall-steps default for --deterministic play
+# per_life.csv's extra columns for agents that report option ids (`agent.last_options`, docs/contract.md)
+OPTION_FIELDS = ["option_switches", "switches_near_life_start", "switches_near_paddle_hit", "mean_dwell", "dominant_option",
+                 "dominant_option_share", "option_runs"]  # fmt: skip
+NEAR_EVENT_STEPS = 4  # a switch at most this many agent steps into a life / after a paddle hit is "near" it
 
 
 @dataclass
@@ -54,7 +58,7 @@ class EvalArgs:
     deterministic: bool = False
     """greedy actions; otherwise sampled (policy agents) or epsilon-greedy (value agents)"""
     epsilon: Optional[float] = None
-    """value agents' exploration rate when not --deterministic (default 0.001: van Hasselt et al. 2016, tuned Double DQN; Dopamine)"""
+    """value agents' exploration rate when not --deterministic (default 0.001: tuned Double DQN, van Hasselt et al. 2016)"""
     events: bool = False
     """record Breakout events per life: serve latency, FIRE presses, paddle hits, brick streaks"""
     output_dir: Optional[str] = None
@@ -113,6 +117,48 @@ def longest_streak(events: list[str]) -> int:
         run = 0 if e == "t" else run + 1
         best = max(best, run)
     return best
+
+
+def option_columns(life_rows: list[dict], lives: list[dict]) -> None:
+    """Add OPTION_FIELDS to one game's per-life rows where the agent reported option ids. A run is a stretch of one option
+    id, cut at the life's ends (option_runs "id:steps ...", mean_dwell its mean length); a switch is an id change between
+    consecutive steps, a life's first step compared with the previous life's last (none at the game's first step);
+    near: at most NEAR_EVENT_STEPS steps into the life / after a paddle hit in the life ("" without --events)."""
+    prev = None
+    for row, life in zip(life_rows, lives):
+        ids, hits, runs = life.get("options"), life.get("hits"), []
+        if not ids:
+            return
+        switches = [t for t, o in enumerate(ids) if (ids[t - 1] if t else prev) not in (None, o)]
+        for o in ids:
+            if runs and runs[-1][0] == o:
+                runs[-1][1] += 1
+            else:
+                runs.append([o, 1])
+        counts, near_hit = np.bincount(ids), None if hits is None else [any(hits[max(t - 1 - NEAR_EVENT_STEPS, 0) : t])
+                                                                       for t in switches]  # fmt: skip
+        row.update(option_switches=len(switches), switches_near_life_start=sum(t <= NEAR_EVENT_STEPS for t in switches),
+                   switches_near_paddle_hit="" if near_hit is None else sum(near_hit),
+                   mean_dwell=float(np.mean([n for _, n in runs])), dominant_option=int(counts.argmax()),
+                   dominant_option_share=float(counts.max() / len(ids)),
+                   option_runs=" ".join(f"{o}:{n}" for o, n in runs))  # fmt: skip
+        prev = ids[-1]
+
+
+def option_runs(lives: list[dict]) -> list[tuple[int, int]]:
+    """(option, steps) of every run in per-life rows (dicts or read_csv rows) that have option columns."""
+    return [(int(o), int(n)) for r in lives for o, n in (x.split(":") for x in str(r.get("option_runs", "")).split())]
+
+
+def draw_option_timeline(ax, lives: list[dict]) -> None:
+    """The first game's options along its agent steps, one colour per option; thin lines mark lost lives."""
+    t, first = 0, [r for r in lives if (r["game"], r["seed"]) == (lives[0]["game"], lives[0]["seed"])]
+    for r in first:
+        for o, n in option_runs([r]):
+            ax.broken_barh([(t, n)], (o - 0.4, 0.8), color=f"C{o % 10}")
+            t += n
+        ax.axvline(t, color="k", lw=0.5)
+    ax.set(xlabel=f"agent step (game {lives[0]['game']}, seed {lives[0]['seed']})", ylabel="option")
 
 
 class Game:
@@ -206,6 +252,8 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
     games: list[Game | None] = [None] * n
     obs, next_game, done_games = [None] * n, 0, []
     in_play = np.zeros(n, dtype=bool)  # Breakout: ball in play (RAM byte 101), for the stall guard and the merged gap
+    overlay = getattr(agent, "overlay", None) if video_root is not None else None  # optional: frame -> frame + agent's view
+    overlay_frames: list[np.ndarray] = []  # game 0 as the agent sees it (slot masks, say), to videos/overlay.mp4
 
     def start(i: int) -> None:
         nonlocal next_game
@@ -224,6 +272,9 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
     while any(g is not None for g in games):
         batch = np.stack(obs) if not isinstance(obs[0], dict) else {k: np.stack([o[k] for o in obs]) for k in obs[0]}
         actions, scores = agent.act(batch, greedy)  # value agents are epsilon-greedy themselves when not greedy
+        if overlay is not None and games[0] is not None and games[0].index == 0:  # the screen the agent just acted on
+            overlay_frames.append(overlay(envs[0].render()))
+        options = getattr(agent, "last_options", None)  # the optional option hook (docs/contract.md)
         scores = np.asarray(scores, dtype=np.float64)
         gaps = top2_gap(scores)
         mgaps = merged_gap(scores, in_play, noop, fire, agent.score_kind) if breakout and fire >= 0 else np.full(n, np.nan)
@@ -233,6 +284,10 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
             obs[i], reward, terminated, truncated, info = envs[i].step(int(actions[i]))
             ev = info.get("events") if opts.events and breakout else None
             game.step(float(reward), float(gaps[i]), float(mgaps[i]), ev)
+            if options is not None:  # per-step option ids (and paddle hits) of this life, for option_columns
+                game.life.setdefault("options", []).append(int(options[i]))
+                if ev is not None:
+                    game.life.setdefault("hits", []).append(bool(ev["tap"]))
             game.frames = int(info.get("episode_frame_number", game.length * 4))
             if breakout:
                 in_play[i] = decode_ram(envs[i].unwrapped.ale.getRAM()).in_play
@@ -248,10 +303,15 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
             game.lives_left = info["lives"]
     for e in envs:
         e.close()
+    if overlay_frames:  # one frame per agent step (4 emulator frames): 15 fps is real time
+        from moviepy.video.io.ImageSequenceClip import ImageSequenceClip
+
+        ImageSequenceClip(overlay_frames, fps=15).write_videofile(f"{video_root}/videos/overlay.mp4", logger=None)
     done_games.sort(key=lambda g: g.index)
     life_rows, game_rows = [], []
     for g in done_games:
         lives, row = g.rows(opts.events and breakout)
+        option_columns(lives, g.lives)
         life_rows += lives
         game_rows.append(row)
     return life_rows, game_rows
@@ -308,6 +368,12 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
             "merged": score_stats(col(games, "mean_merged_qgap"), ci=False),
         },  # fmt: skip
     }
+    if lives and "option_runs" in lives[0]:  # agents with options: all runs pooled, each option's share of the steps
+        dwell, steps = [n for _, n in option_runs(lives)], np.bincount(*zip(*option_runs(lives)))
+        out["options"] = {"switches_per_life": score_stats(col(lives, "option_switches"), ci=False),
+                          "dwell": score_stats(dwell, ci=False) | {"p90": float(np.quantile(dwell, 0.9))},
+                          "time_share": {str(o): float(v / steps.sum()) for o, v in enumerate(steps)},
+                          "dominant_option_share": score_stats(col(lives, "dominant_option_share"), ci=False)}  # fmt: skip
     if breakout:
         hns = {k: (out["pooled"][k] - RANDOM) / (HUMAN - RANDOM) for k in ("iqm", "median", "mean")}
         out["human_normalized"] = hns | {"random": RANDOM, "human": HUMAN,
@@ -326,7 +392,8 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
 
 
 def write_outputs(out_dir: Path, lives: list[dict], games: list[dict], summary: dict) -> None:
-    for name, rows, cols in (("per_life.csv", lives, LIFE_FIELDS), ("per_game.csv", games, GAME_FIELDS)):
+    life_cols = LIFE_FIELDS + [c for c in OPTION_FIELDS if lives and c in lives[0]]  # option columns: agents with options
+    for name, rows, cols in (("per_life.csv", lives, life_cols), ("per_game.csv", games, GAME_FIELDS)):
         with open(out_dir / name, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
@@ -367,6 +434,10 @@ def console_summary(s: dict) -> str:
     lines.append(f"  {q['label']}, per game: mean {q['gap']['mean']:.4f}, median {q['gap_median']['median']:.4f} "
                  f"(of the games' means / medians over their steps)"
                  + (f" | merged NOOP/FIRE: mean {q['merged']['mean']:.4f}" if q["merged"].get("n") else ""))  # fmt: skip
+    if "options" in s:
+        o = s["options"]
+        lines.append(f"  options: {o['switches_per_life']['mean']:.2f} switches per life, dwell mean {o['dwell']['mean']:.1f}"
+                     f" / p90 {o['dwell']['p90']:.0f} steps, time share {o['time_share']}")  # fmt: skip
     lines.append(f"  {s['evaluation']['games_per_minute']:.1f} games/minute")
     return "\n".join(lines)
 
@@ -399,6 +470,10 @@ def make_plots(out_dir: str | Path) -> list[Path]:
          lambda ax: ax.hist(col(lives, "longest_brick_streak"), bins=20)),
         ("qgap_hist.png", "mean Q-gap / logit margin per life", lambda ax: ax.hist(col(lives, "mean_qgap"), bins=30)),
     ]  # fmt: skip
+    if lives and "option_runs" in lives[0]:  # agents with options
+        specs += [("option_dwell_hist.png", "option dwell time (agent steps, runs cut at lost lives)",
+                   lambda ax: ax.hist([n for _, n in option_runs(lives)], bins=30)),
+                  ("option_timeline.png", "options over one game", lambda ax: draw_option_timeline(ax, lives))]  # fmt: skip
     written = []
     for name, title, draw in specs:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -412,56 +487,12 @@ def make_plots(out_dir: str | Path) -> list[Path]:
 
 
 def compare(dirs: tuple[str, ...], out_dir: Path) -> str:
-    """Side-by-side table of several evaluation output dirs plus one combined plot (compare.png). When dirs evaluate one
-    script at several training steps, a second panel plots the IQM and its 95% CI against the step, one line per
-    (env played, mode): a learning curve measured by evaluate.py rather than by training returns."""
-    import matplotlib
+    """--compare: side-by-side table of evaluation output dirs plus compare.png (with an IQM-by-training-step panel when
+    they evaluate one script at several steps). One implementation, in tools/compare.py (which also aggregates
+    across training seeds: python -m tools.compare)."""
+    from tools.compare import compare_evaluations
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, scores, curves = [], [], {}
-    for d in dirs:
-        path = Path(d) / "summary.json"
-        if not path.exists():
-            raise ValueError(f"--compare: {path} does not exist (run evaluate.py --output-dir {d} first)")
-        s = json.loads(path.read_text())
-        scores.append([float(r["score"]) for r in read_csv(Path(d) / "per_game.csv")])
-        p, e, ev = s["pooled"], s.get("events", {}), s["evaluation"]
-        mode = ev["mode"] + (f", no {ev['ablate']}" if ev.get("ablate") else "")
-        iqm_ci = p.get("iqm_ci95")  # absent from summaries written before the IQM became the headline
-        rows.append([Path(d).name, s["checkpoint"]["script"], str(s["checkpoint"]["global_step"]),
-                     s["protocol"].get("env_id_override") or s["protocol"]["env_id"], mode, str(p["n"]),
-                     str(len(ev["seeds"])), f"{p['iqm']:.2f}", fmt_ci(iqm_ci), f"{p['median']:.1f}", f"{p['mean']:.2f}",
-                     fmt_ci(p.get("ci95")), f"{100 * s['zero_reward_life_fraction']:.1f}%", str(e.get("serve_failures", "-")),
-                     f"{s['qgap']['gap']['mean']:.4f}", f"{s['qgap'].get('gap_median', s['qgap']['gap'])['median']:.4f}"])
-        curves.setdefault((s["checkpoint"]["script"], rows[-1][3], mode), []).append(
-            (s["checkpoint"]["global_step"], p["iqm"], *(iqm_ci or [p["iqm"]] * 2))
-        )
-    head = ["run", "script", "steps", "env played", "mode", "games", "seeds", "IQM", "IQM 95% CI", "median", "mean",
-            "mean 95% CI", "zero-rew lives", "serve fails", "mean gap", "median gap"]  # fmt: skip
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + rows)
-    by_step = len({script for script, _, _ in curves}) == 1 and any(len({c[0] for c in v}) > 1 for v in curves.values())
-    fig, axes = plt.subplots(1, 1 + by_step, figsize=(1.6 * len(dirs) + 3 + 5 * by_step, 4), squeeze=False)
-    axes[0, 0].boxplot(scores, tick_labels=[Path(d).name for d in dirs], showmeans=True)
-    axes[0, 0].set_ylabel("per-game score")
-    plt.setp(axes[0, 0].get_xticklabels(), rotation=20, ha="right")
-    if by_step:
-        ax = axes[0, 1]
-        for (_, env, mode), points in sorted(curves.items()):
-            step, iqm, lo, hi = np.array(sorted(points)).T
-            ax.errorbar(step, iqm, yerr=[iqm - lo, hi - iqm], marker="o", capsize=3, label=f"{env}, {mode}")
-        ax.set(xlabel="training step (global_step)", ylabel="IQM score, 95% stratified bootstrap CI",
-               title=next(iter(curves))[0])  # fmt: skip
-        ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "compare.png", dpi=90)
-    plt.close(fig)
-    panels = " (per-game scores; IQM score by training step)" if by_step else ""
-    return table + f"\nplot: {out_dir / 'compare.png'}{panels}"
+    return compare_evaluations(dirs, out_dir)
 
 
 def check_opts(opts: EvalArgs, loaded: LoadedAgent | None = None) -> None:

@@ -77,7 +77,7 @@ class Args(RunArgs):
     max_grad_norm: float = 10.0
     """the maximum norm for gradient clipping (dueling paper: 10)"""
     ram_dropout: float = 0.2
-    """modality dropout: chance of zeroing a training sample's RAM embedding (ModDrop, Neverova et al. 2016) so the CNN learns too; 0: off"""
+    """modality dropout: chance of zeroing a training sample's RAM embedding (ModDrop, Neverova et al. 2016); 0: off"""
 
 
 # Copied from ppo_atari.FireOnReset
@@ -252,7 +252,7 @@ class ReplayMemory:
 
 
 class QNetwork(nn.Module):
-    """Late fusion (Sygnowski & Michalewski 2016): [Nature CNN 512 on pixels, LayerNorm-MLP 64-64 on RAM] -> Linear 512 -> dueling V, A."""
+    """Late fusion: [Nature CNN 512 on pixels, LayerNorm-MLP 64-64 on RAM] -> Linear 512 -> dueling V, A."""
 
     def __init__(self, n_actions: int, frame_stack: int = 4, ram_dim: int = NUM_FEATURES):
         super().__init__()

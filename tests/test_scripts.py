@@ -73,7 +73,8 @@ def test_smallest_budgets_run(script, tmp_path):
     """Command lines other projects smoke-test with (1 env, 16 steps, batch 4, a replay of a few transitions) run,
     adjusting what they must with a note."""
     replay = ["--buffer-size", "8", "--batch-size", "4", "--learning-starts", "2"]
-    small = {"ppo_atari": ["--num-steps", "128", "--num-minibatches", "4"]}.get(script, replay)
+    policy = {"ppo_atari": ["--num-steps", "128", "--num-minibatches", "4"], "options_atari": ["--num-steps", "128"]}
+    small = policy.get(script, replay)
     proc = run_script(script, "--num-envs", "1", "--total-timesteps", "16", "--eval-episodes", "0", *small, cwd=tmp_path)
     assert "note: " in proc.stderr
     (ckpt_path,) = tmp_path.glob(f"runs/*/{script}.pt")

@@ -5,7 +5,8 @@
 Each run is drawn as a rolling mean over `--window` games of `charts/episodic_return`, with the individual games faint.
 Prints the last rolling mean of each run, so the number next to a plot comes from the same command, and its running
 time: a resumed run's pauses (gaps of more than `--pause-minutes` between two logged points) are left out of it and of the
-wall-clock axis.
+wall-clock axis. Reading and smoothing are tools/compare.py's (which also aggregates runs across seeds with CI bands:
+`python -m tools.compare`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tools/plot_curves.py`
+
+from tools.compare import load_scalars, rolling_mean, running_seconds  # noqa: E402  (one implementation)
+
 
 def load(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    if tag not in acc.Tags()["scalars"]:
-        sys.exit(f"error: {run_dir} has no {tag!r} scalars")
-    events = acc.Scalars(tag)
-    return (np.array([e.step for e in events]), np.array([e.value for e in events]), np.array([e.wall_time for e in events]))
+    """(steps, values, wall times) in step order: tools/compare.py's reader, with a one-line exit."""
+    try:
+        return load_scalars(run_dir, tag)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
 
 
 def main() -> None:
@@ -49,17 +51,14 @@ def main() -> None:
         if not run.is_dir():
             sys.exit(f"error: {run} is not a run folder")
         steps, values, wall = load(run, opts.tag)
-        order = np.argsort(steps, kind="stable")
-        steps, values, wall = steps[order], values[order], wall[order]
         w = min(opts.window, len(values))
-        smooth = np.convolve(values, np.ones(w) / w, mode="valid")
+        smooth = rolling_mean(values, opts.window)
         label = run.name.split("__")[1] if "__" in run.name else run.name
         ax.plot(steps, values, ".", alpha=0.08, ms=2, color=f"C{k}")  # one colour per run in both panels
         ax.plot(steps[w - 1 :], smooth, label=label, color=f"C{k}")
-        gaps = np.diff(wall, prepend=wall[0])
-        running = np.cumsum(np.where(gaps > 60 * opts.pause_minutes, 0.0, gaps))  # seconds, pauses left out
+        running, pauses = running_seconds(wall, 60 * opts.pause_minutes)  # seconds, pauses left out
         ax_t.plot(running[w - 1 :] / 3600, smooth, label=label, color=f"C{k}")
-        span, pauses = wall[-1] - wall[0], int((gaps > 60 * opts.pause_minutes).sum())
+        span = wall[-1] - wall[0]
         rate = f"{(steps[-1] - steps[0]) / running[-1]:.0f} agent steps/s" if running[-1] > 0 else "n/a"
         print(f"{run.name}: {len(values)} {unit}, last step {steps[-1]}, rolling mean of last {w} {unit} {smooth[-1]:.2f}, "
               f"max {values.max():g}, {running[-1] / 3600:.2f} h running from first to last point ({rate}; "
