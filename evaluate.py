@@ -9,8 +9,9 @@ agent (common/contract.py). A game is a full game (all lives) with the raw, uncl
 IQM (interquartile mean) of the game scores with a 95% bootstrap CI stratified over --seeds, then median and mean.
 Stall guard: greedy (--deterministic) play that leaves the ball out of play for 2000 agent steps never serves again and
 is ended as "stall"; stochastic play (epsilon-greedy or sampled) serves again by chance, so by default its games run
-to the env's 108k-frame cap, unbiased against the standard protocol (--stall-steps N cuts them too). (After Breakout's
-frame counter wraps at 65,536 frames the ball never comes back: docs/breakout_ram.md.) Outputs and
+to the env's 108k-frame cap, unbiased against the standard protocol (--stall-steps N cuts them too). After Breakout's
+frame counter wraps at 65,536 frames the ball never comes back (docs/breakout_ram.md): a game out of play from then
+on is ended as "frame_wrap" in either mode, with the score it would have had at the cap. Outputs and
 every column are documented in docs/evaluation_tooling.md.
 """
 
@@ -31,7 +32,7 @@ import tyro
 
 from common.checkpoint import CheckpointError, git_commit, package_versions
 from common.contract import ContractError, LoadedAgent, load_agent
-from common.events import BreakoutEventWrapper, decode_ram
+from common.events import FRAME_COUNTER_WRAP, BreakoutEventWrapper, decode_ram
 from common.stats import score_stats
 
 HUMAN, RANDOM = 30.5, 1.7  # Breakout human / random scores (DQN Zoo atari_data.py; Atari-100k, rliable)
@@ -41,6 +42,7 @@ LIFE_FIELDS = ["game", "seed", "life", "return", "length", "serve_latency", "age
 GAME_FIELDS = ["game", "seed", "score", "length", "frames", "lives_used", "zero_reward_lives", "end_reason", "mean_qgap",
                "median_qgap", "mean_merged_qgap"]  # fmt: skip
 GREEDY_STALL_STEPS = 2000  # --stall-steps default for --deterministic play
+END_REASONS = ("game_over", "frame_cap", "stall", "frame_wrap")
 # per_life.csv's extra columns for agents that report option ids (`agent.last_options`, docs/contract.md)
 OPTION_FIELDS = ["option_switches", "switches_near_life_start", "switches_near_paddle_hit", "mean_dwell", "dominant_option",
                  "dominant_option_share", "option_runs"]  # fmt: skip
@@ -293,8 +295,10 @@ def play(loaded: LoadedAgent, seed: int, opts: EvalArgs, video_root: str | None)
                 in_play[i] = decode_ram(envs[i].unwrapped.ale.getRAM()).in_play
                 game.out_of_play = 0 if in_play[i] else game.out_of_play + 1
             stalled = stall_steps > 0 and breakout and game.out_of_play >= stall_steps
-            if terminated or truncated or stalled:
-                game.end_reason = "game_over" if terminated else "frame_cap" if truncated else "stall"
+            wrapped = breakout and game.out_of_play > 0 and game.frames >= FRAME_COUNTER_WRAP  # no serve ever again
+            if terminated or truncated or stalled or wrapped:
+                reason = "stall" if stalled else "frame_wrap"
+                game.end_reason = "game_over" if terminated else "frame_cap" if truncated else reason
                 game.end_life()
                 done_games.append(game)
                 start(i)
@@ -355,7 +359,7 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
         "pooled": score_stats(col(games, "score"), strata=col(games, "seed")),
         "life_return": score_stats(col(lives, "return"), strata=col(lives, "seed")),
         "zero_reward_life_fraction": float(np.mean([r["zero_reward"] for r in lives])) if lives else None,
-        "end_reasons": {k: sum(g["end_reason"] == k for g in games) for k in ("game_over", "frame_cap", "stall")},
+        "end_reasons": {k: sum(g["end_reason"] == k for g in games) for k in END_REASONS},
         # games with the same score and length (in agent steps) replayed one trajectory after their no-ops: a deterministic
         # protocol (v4, greedy) can turn N games into a few distinct ones, and the CIs above then overstate the evidence
         "distinct_games": len({(g["score"], g["length"]) for g in games}),

@@ -23,6 +23,7 @@ import numpy as np
 
 TAP_MIN_Y = 150  # raw ram[101]; taps are seen at 157-178 after the step, reversals at bricks or the ceiling below 100
 PADDLE_WIDE, PADDLE_NARROW = 16, 12  # paddle width in screen px without / with the narrow flag (ram[97] bit 7)
+FRAME_COUNTER_WRAP = 65_536  # ram[90..91] wraps here (frames since the game's reset): the ball never comes back into play
 _BRICK_MASK = int.from_bytes(bytes(0xF0 if 12 <= i < 18 else 0xFF for i in range(36)), "big")  # brick bits of ram[0:36]
 
 

@@ -118,6 +118,16 @@ def test_stall_guard_ends_a_never_fire_policy(trained_ppo):
     assert game["end_reason"] == "stall" and game["length"] == 2000
 
 
+def test_a_game_out_of_play_after_the_frame_counter_wraps_ends_as_frame_wrap(trained_ppo, monkeypatch):
+    """Breakout's frame counter wraps at 65,536 frames and the ball never comes back (test_events.py): from then on a
+    game out of play is over. Checked with the threshold lowered to 200 frames and a never-FIRE policy."""
+    loaded = load_agent(trained_ppo, torch.device("cpu"))
+    loaded.agent.act = lambda obs, greedy: (np.zeros(len(obs), dtype=np.int64), np.zeros((len(obs), 4), np.float32))
+    monkeypatch.setattr(evaluate, "FRAME_COUNTER_WRAP", 200)
+    _, (game,) = evaluate.play(loaded, seed=0, opts=evaluate.EvalArgs(num_games=1, num_envs=1), video_root=None)
+    assert game["end_reason"] == "frame_wrap" and 200 <= int(game["frames"]) < 200 + 8 and game["score"] == 0
+
+
 def test_notebook_executes(eval_dir, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
