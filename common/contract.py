@@ -22,6 +22,9 @@ Every algorithm script (a top-level ``*_atari.py`` file) exports:
         ``greedy=False`` samples policy agents and is epsilon-greedy for value agents, with
         ``agent.epsilon`` (default ``EPSILON_EVAL``);
       - optional ``reset_env(i)``: called when game slot ``i`` starts a new game;
+      - optional ``overlay(frame_rgb) -> frame_rgb``: the agent's view drawn on a frame (videos/overlay.mp4);
+      - optional ``last_options``: int64 ``[N]``, the option each env acted under in the last ``act`` (per_life.csv
+        option columns);
       - optional ``ablations``: names of input branches that ``agent.ablate = name`` zeroes
         (the hybrid agent's ``"ram"`` / ``"pixels"``).
 
