@@ -19,8 +19,8 @@ from conftest import ENV, REPO, TINY
 from tools import compare, grid
 
 SCRIPTS = {"ppo_atari": [*TINY["ppo_atari"], "--total-timesteps", "128"],
-           "dqn_ram_atari": [*TINY["dqn_ram_atari"], "--total-timesteps", "600"]}  # fmt: skip
-TOTAL = {"ppo_atari": 128, "dqn_ram_atari": 600}
+           "dqn_ram_atari": [*TINY["dqn_ram_atari"], "--total-timesteps", "2000"]}  # fmt: skip
+TOTAL = {"ppo_atari": 128, "dqn_ram_atari": 2000}  # long enough that a RAM cell is caught in its loop
 PYENV = ENV | {"PYTHONPATH": str(REPO)}  # for python -m tools.grid outside the repo
 
 
