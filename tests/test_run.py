@@ -6,6 +6,7 @@ import dataclasses
 import os
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,20 +106,26 @@ def test_no_save_model_still_evaluates_and_leaves_no_file(tmp_path):
     assert not list(run_dir.rglob("*.pt")) and not list(run_dir.glob(".*"))
 
 
+def stopped_run(monkeypatch, main, args, at: int) -> Path:
+    """Run main(args) until its first log point at or after `at` agent steps, as if Ctrl-C came then; the checkpoint."""
+    log = Run.log
+
+    def stop_at(self, step, scalars):
+        log(self, step, scalars)
+        self.stopping = self.stopping or step >= at
+
+    monkeypatch.setattr(Run, "log", stop_at)
+    path = main(args)
+    monkeypatch.setattr(Run, "log", log)
+    return path
+
+
 def test_lr_is_continuous_across_a_resume_with_a_larger_budget(tmp_path, monkeypatch):
     """Stop a 4-iteration PPO run after iteration 2, resume it as 8 iterations: the learning rate continues from where it
     was (0.5 of the base rate at step 2048) towards 0 at the new end, instead of jumping back to 0.75 (1 - 2/8)."""
     flags = dict(num_envs=8, num_steps=128, num_minibatches=4, update_epochs=1, eval_episodes=0, runs_dir=str(tmp_path))
-    log = Run.log
-
-    def stop_after_2048(self, step, scalars):
-        log(self, step, scalars)
-        self.stopping = self.stopping or step >= 2048
-
-    monkeypatch.setattr(Run, "log", stop_after_2048)
-    path = ppo_atari.main(dataclasses.replace(ppo_atari.Args(), total_timesteps=4096, **flags))
+    path = stopped_run(monkeypatch, ppo_atari.main, dataclasses.replace(ppo_atari.Args(), total_timesteps=4096, **flags), 2048)
     assert torch.load(path, weights_only=True)["global_step"] == 2048
-    monkeypatch.setattr(Run, "log", log)
     monkeypatch.setattr(sys, "argv", ["ppo_atari.py", "--resume", str(path), "--total-timesteps", "8192"])
     ppo_atari.main(dataclasses.replace(ppo_atari.Args(), resume=str(path), total_timesteps=8192))
     lrs = [v / 2.5e-4 for _, v in tb_scalars(path.parent, "charts/learning_rate")]
@@ -131,16 +138,8 @@ def test_epsilon_and_beta_are_continuous_across_a_resume_with_a_larger_budget(tm
     flags = dict(num_envs=2, buffer_size=4000, learning_starts=64, batch_size=4, train_frequency=1, eval_episodes=0,
                  target_network_frequency=50, checkpoint_every=0, exploration_fraction=0.5,
                  runs_dir=str(tmp_path))  # fmt: skip
-    log = Run.log
-
-    def stop_at_300(self, step, scalars):
-        log(self, step, scalars)
-        self.stopping = self.stopping or step >= 300
-
-    monkeypatch.setattr(Run, "log", stop_at_300)
-    path = dqn.main(dataclasses.replace(dqn.Args(), total_timesteps=600, **flags))
+    path = stopped_run(monkeypatch, dqn.main, dataclasses.replace(dqn.Args(), total_timesteps=600, **flags), 300)
     stopped = torch.load(path, weights_only=True)["global_step"]
-    monkeypatch.setattr(Run, "log", log)
     dqn.main(dataclasses.replace(dqn.Args(), resume=str(path), total_timesteps=1200))
     eps, beta = (tb_scalars(path.parent, f"charts/{k}") for k in ("epsilon", "beta"))
     assert eps[0][0] < stopped < eps[-1][0]
