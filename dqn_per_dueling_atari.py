@@ -293,10 +293,9 @@ class QNetwork(nn.Module):
         self.advantage = nn.Sequential(nn.Linear(64 * 7 * 7, 512), nn.ReLU(), nn.Linear(512, n_actions))
 
     def forward(self, x):
-        x = x.float() / 255.0
-        if x.device.type == "cpu":  # channels_last: the layout of the CPU weights
+        if x.device.type == "cpu":  # channels_last, the CPU weights' layout: permuted as uint8, 4x fewer bytes than float
             x = x.contiguous(memory_format=torch.channels_last)
-        hidden = self.network(x)  # [B, 3136]
+        hidden = self.network(x.float() / 255.0)  # [B, 3136]
         if hidden.requires_grad:  # two streams' gradients enter the trunk: rescale by 1/sqrt(2) (Wang et al. 2016)
             hidden.register_hook(lambda grad: grad / np.sqrt(2))
         value, advantage = self.value(hidden), self.advantage(hidden)  # [B, 1], [B, A]

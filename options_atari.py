@@ -1,11 +1,6 @@
-"""Option-critic on Atari (Breakout by default): synchronous n-step A2OC, one file. Parent: ppo_atari.py (diff them). Papers:
-Bacon, Harb & Precup 2017, "The Option-Critic Architecture" (arXiv:1609.05140); Harb et al. 2018, "When Waiting is Not an
-Option: Learning Options with a Deliberation Cost" (arXiv:1709.04571, A2OC). Code: github.com/jeanharb/option_critic and
-jeanharb/a2oc_delib; CleanRL's cleanrl/oc/a2oc_atari_envpool.py. A2OC's update, not PPO's epochs: a sample costs the acting
-forward plus one forward and one backward (PPO: 4 epochs of both); measured on the shared 2-core CPU VM, one session: 222 and
-347 SPS (before / after) vs ppo_atari.py's 129 (docs/results/options_atari.md).
-Example: python options_atari.py --total-timesteps 2000000
-"""
+"""Option-critic (Bacon, Harb & Precup 2017, arXiv:1609.05140) as synchronous n-step A2OC (Harb et al. 2018, arXiv:1709.04571;
+code: jeanharb/option_critic, a2oc_delib); parent ppo_atari.py. One update per rollout, not PPO's epochs: 222-347 SPS vs ppo's
+129; RAM path (--ram-info, shaping) XXX vs XXX SPS (2-core VM, docs/results/options_atari.md). Ex.: python options_atari.py"""
 
 import os
 import random
@@ -19,15 +14,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.optim as optim
 import tyro
 from torch.distributions.categorical import Categorical
 
 from common.contract import env_protocol
+from common.envs import ProcessVectorEnv, RamInfo
+from common.ram_features import FEATURES, INTERCEPT, TAP
 from common.run import Linear, Run, RunArgs, note, require
 
 gym.register_envs(ale_py)
-NEAR_EVENT = 4  # options/switch_near_life_loss: a switch at most this many agent steps into a life
+NEAR_EVENT = 4  # options/switch_near_{life_loss,paddle_hit}: a switch at most this many agent steps into a life / after a hit
+DESCENDING = FEATURES.index("descending")  # RAM feature: 1 while the ball in play moves down
 
 
 @dataclass
@@ -67,8 +64,6 @@ class Args(RunArgs):
     """the maximum norm for gradient clipping"""
     log_interval: int = 16
     """updates between TensorBoard logs: losses of the last update, options/... over the steps since the last log"""
-
-    # Options
     num_options: int = 4
     """number of options (each: a termination head and an intra-option policy)"""
     termination_margin: float = 0.01
@@ -81,6 +76,12 @@ class Args(RunArgs):
     """fraction of the first run's total-timesteps for the linear decay of the option epsilon"""
     deliberation_cost: float = 0.0
     """eta: deliberation cost of a termination, in the returns, U(s', w) and the termination advantage (Harb et al. 2018)"""
+    ram_info: bool = False
+    """if toggled, the games run in a child process with Breakout's RAM (common/envs.py): options/..._paddle_hit diagnostics"""
+    intercept_shaping: float = 0.0
+    """c_i of the potential -c_i |ball x at the paddle - paddle x| / 160 while the ball descends (on: --ram-info implied)"""
+    tap_shaping: float = 0.0
+    """c_t of the potential c_t while the ball rises after a paddle hit (--ram-info implied); see `shaping`"""
 
 
 # Copied from ppo_atari.FireOnReset
@@ -159,9 +160,15 @@ def option_returns(rewards, switches, dones, next_value, next_done, gamma: float
     return returns
 
 
+def shaping(phi, ram, done, args):
+    """F = gamma Phi(s') - Phi(s) (Ng, Harada & Russell 1999: optimal policies stay optimal), Phi of RAM features [N, 22]: -c_i
+    |intercept_offset| while the ball descends, c_t while it rises, 0 with no ball or where s' ends a life. -> F, Phi(s')."""
+    phi_next = np.where(ram[:, DESCENDING] > 0, -args.intercept_shaping * abs(ram[:, INTERCEPT]), args.tap_shaping * ram[:, 0])
+    return args.gamma * phi_next * (1 - done) - phi, phi_next
+
+
 def pick(x, option):
-    """x[..., option]: each row's entry for its option; x [..., K], option long [...]."""
-    return x.gather(-1, option.unsqueeze(-1)).squeeze(-1)
+    return x.gather(-1, option.unsqueeze(-1)).squeeze(-1)  # x[..., option]: each row's entry for its option, x [..., K]
 
 
 def option_value(q, epsilon: float):
@@ -212,8 +219,7 @@ class Agent(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.network(x)
 
-    def heads(self, hidden):
-        """Q_Omega [B, K], beta [B, K] in (0, 1), intra-option logits [B, K, A]."""
+    def heads(self, hidden):  # Q_Omega [B, K], beta [B, K] in (0, 1), intra-option logits [B, K, A]
         logits = self.actor(hidden).view(len(hidden), self.critic.out_features, -1)
         return self.critic(hidden), torch.sigmoid(self.termination(hidden)), logits
 
@@ -226,9 +232,8 @@ class Agent(nn.Module):
 
 
 class PolicyAgent:
-    """The evaluation side of the contract (common/contract.py): scores are the current option's logits; `last_options`
-    (int64 [N]): each env's option in the last act(). Stochastic: as in training at the final option epsilon; greedy:
-    terminate where beta > 1/2, greedy option and action. Only a new game forces a fresh option, as in training."""
+    """The contract's evaluation side (common/contract.py): scores = the option's logits, last_options (int64 [N]) = each env's
+    option; stochastic: training's play at the final option epsilon; greedy: beta > 1/2 ends, argmax option and action."""
 
     score_kind = "logits"
 
@@ -257,31 +262,28 @@ class PolicyAgent:
 def make_agent(checkpoint: dict, device: torch.device) -> PolicyAgent:
     """Rebuild the trained policy from a checkpoint dict (see common/checkpoint.py)."""
     state, num_options = checkpoint["model"], checkpoint["model"]["critic.weight"].shape[0]
-    net = Agent(n_actions=state["actor.weight"].shape[0] // num_options, frame_stack=state["network.0.weight"].shape[1],
-                num_options=num_options).to(device)  # fmt: skip
-    if device.type == "cpu":
-        net = net.to(memory_format=torch.channels_last)
+    net = Agent(state["actor.weight"].shape[0] // num_options, state["network.0.weight"].shape[1], num_options).to(device)
     net.load_state_dict(state)
+    net = net.to(memory_format=torch.channels_last) if device.type == "cpu" else net
     return PolicyAgent(net, device, checkpoint["args"].get("option_end_e", Args.option_end_e))
 
 
 class OptionStats:
-    """options/... diagnostics, step() once per vector step. A run is a stretch of one option id, cut where a life ends (as
-    evaluate.py's per_life.csv); its length is a dwell time. A switch is an id change within a game (not a new game's first
-    choice, nor a termination that picks the same option again). switch_near_life_loss: the share of switches at most
-    NEAR_EVENT steps into a life; time_near_life_loss: the share of steps there (what switches at random would get)."""
+    """options/... diagnostics, step() once per vector step. A run: a stretch of one option id, cut where a life ends (as in
+    evaluate.py's per_life.csv), its length a dwell time; a switch: an id change within a game. switch_near_life_loss /
+    _paddle_hit (RAM path): the share of switches <= NEAR_EVENT steps into a life / after a hit; time_near_...: of steps."""
 
-    def __init__(self, num_envs: int, num_options: int):
-        self.k, self.option, self.run = num_options, np.full(num_envs, -1), np.zeros(num_envs, dtype=np.int64)
-        self.life_switches, self.since = np.zeros(num_envs, dtype=np.int64), np.full(num_envs, 1 << 30)
+    def __init__(self, num_envs: int, num_options: int, hits: bool = False):
+        self.k, self.hits, self.option, self.run = num_options, hits, np.full(num_envs, -1), np.zeros(num_envs, dtype=np.int64)
+        self.life_switches, self.since = np.zeros(num_envs, dtype=np.int64), np.full((2, num_envs), 1 << 30)  # [life, hit]
         self.window()
 
-    def window(self) -> None:
-        self.dwells, self.per_life, self.switches, self.near = [np.zeros((0, 2), dtype=np.int64)], [], 0, np.zeros(2)
-        self.steps, self.selected, self.beta, self.entropy = (np.zeros(self.k) for _ in range(4))
+    def window(self) -> None:  # near: [life start, paddle hit] x [switches near it, steps near it]
+        self.dwells, self.per_life, self.switches, self.near = [np.zeros((0, 2), dtype=np.int64)], [], 0, np.zeros((2, 2))
+        self.steps, self.selected, self.beta, self.ent = (np.zeros(self.k) for _ in range(4))
 
-    def step(self, options, chosen, life_start, game_start) -> None:
-        """Tensors [N]: options acted under, chosen (picked now), life_start / game_start (this observation begins one)."""
+    def step(self, options, chosen, life_start, game_start, hit=None) -> None:
+        """[N] each: options acted under, chosen (picked now), life_start / game_start / hit (this observation shows one)."""
         options, chosen, life_start, game_start = (np.asarray(x.cpu()) for x in (options, chosen, life_start, game_start))
         ended = ((options != self.option) | life_start) & (self.option >= 0)
         switch = (options != self.option) & (self.option >= 0) & ~game_start
@@ -291,27 +293,26 @@ class OptionStats:
         self.run, self.option, self.switches = np.where(ended, 1, self.run + 1), options.copy(), self.switches + switch.sum()
         np.add.at(self.steps, options, 1)
         np.add.at(self.selected, options[chosen], 1)
-        self.since = np.where(life_start, 0, self.since + 1)
-        self.near += [(switch & (self.since <= NEAR_EVENT)).sum(), (self.since <= NEAR_EVENT).sum()]
+        self.since = np.where(np.stack([life_start, np.zeros_like(life_start) if hit is None else hit]), 0, self.since + 1)
+        near = self.since <= NEAR_EVENT  # [2, N]
+        self.near += np.stack([(switch & near).sum(1), near.sum(1)], 1)
 
-    def update(self, options, beta_next, entropy) -> None:
-        """A rollout's beta_w(s_{t+1}) and intra-option entropy at s_t, of the option w acted under: [T, N] each."""
-        for total, value in ((self.beta, beta_next), (self.entropy, entropy)):
+    def update(self, options, beta_next, entropy) -> None:  # [T, N] each: beta_w(s_{t+1}), entropy at s_t, w acted under
+        for total, value in ((self.beta, beta_next), (self.ent, entropy)):
             np.add.at(total, options.ravel(), value.ravel())
 
-    def summary(self) -> dict[str, float]:
-        """The window's scalars (none without data); starts the next window."""
+    def summary(self) -> dict[str, float]:  # the window's scalars (none without data); starts the next window
         d, total = np.concatenate(self.dwells), self.steps.sum()
         out = {"options/max_time_share": self.steps.max() / total}  # the collapse detector: 1 = one option does it all
         for w, m in enumerate(self.steps):
             dw = d[d[:, 0] == w, 1]
             out |= {f"options/{w}/selections": self.selected[w], f"options/{w}/time_share": m / total}
-            if m:
-                out |= {f"options/{w}/termination_prob": self.beta[w] / m, f"options/{w}/entropy": self.entropy[w] / m}
+            out |= {f"options/{w}/termination_prob": self.beta[w] / m, f"options/{w}/entropy": self.ent[w] / m} if m else {}
             out |= {f"options/{w}/dwell_mean": dw.mean(), f"options/{w}/dwell_p90": np.quantile(dw, 0.9)} if len(dw) else {}
         out |= {"options/switches_per_life": np.mean(self.per_life)} if self.per_life else {}
-        out["options/time_near_life_loss"] = self.near[1] / total
-        out |= {"options/switch_near_life_loss": self.near[0] / self.switches} if self.switches else {}
+        for i, event in enumerate(("life_loss", "paddle_hit")[: 1 + self.hits]):
+            out[f"options/time_near_{event}"] = self.near[i, 1] / total
+            out |= {f"options/switch_near_{event}": self.near[i, 0] / self.switches} if self.switches else {}
         self.window()
         return out
 
@@ -323,6 +324,9 @@ def check_args(args: Args) -> Args:
     if args.total_timesteps < args.num_envs * args.num_steps:
         note(f"--num-steps {args.num_steps} -> {args.total_timesteps // args.num_envs}: the budget is one rollout")
         args = replace(args, num_steps=args.total_timesteps // args.num_envs)
+    args = replace(args, ram_info=args.ram_info or bool(args.intercept_shaping or args.tap_shaping))  # Phi reads the RAM
+    if args.ram_info and env_protocol(args)["game"] != "breakout":
+        sys.exit(f"error: --env-id {args.env_id!r}: --ram-info and the shaping flags read Breakout's RAM only")
     return args
 
 
@@ -335,7 +339,7 @@ def bootstrap_truncated(rewards, terminations, truncations, final_values, gamma:
 def main(args: Args) -> Path:
     run = Run(args, __file__, check=check_args)  # BOILERPLATE: --resume, flag checks, run folder, TensorBoard, W&B
     args, global_step = run.args, run.global_step
-    batch_size = args.num_envs * args.num_steps
+    batch_size, n, k = args.num_envs * args.num_steps, args.num_envs, args.num_options
     num_iterations = args.total_timesteps // batch_size
 
     random.seed(args.seed)
@@ -345,12 +349,11 @@ def main(args: Args) -> Path:
     device = pick_device(args.device)
     print(f"device: {device} | run folder: {run.dir}")
 
-    envs = make_vector_env(args, args.num_envs)
-    obs_shape, n, k = envs.single_observation_space.shape, args.num_envs, args.num_options
+    envs = ProcessVectorEnv(make_env, args, n, ("ram",), wrap=RamInfo) if args.ram_info else make_vector_env(args, n)
     agent = Agent(envs.single_action_space.n, args.frame_stack, k).to(device)
     if device.type == "cpu":
         agent = agent.to(memory_format=torch.channels_last)
-    optimizer = optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=0.99, eps=1e-5)
+    optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=0.99, eps=1e-5)
     run.attach(agent, optimizer)  # what checkpoints hold; on a resume: weights, optimizer and RNG states
     # linear to 0 at the last iteration; a resume with a new --total-timesteps stretches the rest (common/run.py)
     lr_at = run.schedule("learning_rate", Linear(0, args.learning_rate, num_iterations * batch_size, 0.0), stretch=True)
@@ -359,14 +362,16 @@ def main(args: Args) -> Path:
         args.option_exploration_fraction * args.total_timesteps), args.option_end_e), stretch=False)  # fmt: skip
 
     # ALGO LOGIC: rollout storage, uint8 observations (4x smaller than float32)
-    obs = torch.zeros((args.num_steps, n) + obs_shape, dtype=torch.uint8, device=device)
+    obs = torch.zeros((args.num_steps, n) + envs.single_observation_space.shape, dtype=torch.uint8, device=device)
     actions, options = (torch.zeros((args.num_steps, n), dtype=torch.long, device=device) for _ in range(2))
     rewards, dones, firsts, switches = (torch.zeros((args.num_steps, n), device=device) for _ in range(4))
 
-    next_obs = torch.from_numpy(envs.reset(seed=args.seed + global_step)[0]).to(device)
-    next_done = torch.zeros(n, device=device)
+    next_obs_np, infos = envs.reset(seed=args.seed + global_step)
+    next_obs, next_done = torch.from_numpy(next_obs_np).to(device), torch.zeros(n, device=device)
     next_first = torch.ones(n, dtype=torch.bool, device=device)  # next_obs starts a game: a fresh option
-    option, stats, shaped_return = torch.zeros(n, dtype=torch.long, device=device), OptionStats(n, k), np.zeros(n)
+    option, shaped_return = torch.zeros(n, dtype=torch.long, device=device), np.zeros(n)
+    stats, f, hit = OptionStats(n, k, hits=args.ram_info), np.zeros(n), None  # RAM path: F, paddle hits seen in next_obs
+    phi = shaping(0, infos["ram"], 0, args)[1] if args.ram_info else 0  # Phi(next_obs)
     with run.loop(num_iterations * batch_size):
         for iteration in range(global_step // batch_size + 1, num_iterations + 1):
             if args.anneal_lr:
@@ -376,17 +381,17 @@ def main(args: Args) -> Path:
                 if run.stopping:
                     break
                 global_step += n
-                obs[step] = next_obs
-                dones[step] = next_done
-                firsts[step] = next_first
+                obs[step], dones[step], firsts[step] = next_obs, next_done, next_first
                 epsilon = option_epsilon_at(global_step)
                 with torch.no_grad():
                     option, switched, action, _ = agent.get_action_and_option(next_obs, option, next_first, epsilon)
                 options[step], switches[step], actions[step] = option, switched, action
-                stats.step(option, switched | next_first, next_done > 0, next_first)  # next_done: a life was lost just before
+                stats.step(option, switched | next_first, next_done > 0, next_first, hit)  # next_done: a life was just lost
 
                 next_obs_np, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
-                rewards[step] = torch.from_numpy(np.sign(reward)).to(device)  # clipped for learning only
+                if args.ram_info:  # potential-based shaping; the paddle hits seen in next_obs
+                    (f, phi), hit = shaping(phi, infos["ram"], terminations | truncations, args), infos["ram"][:, TAP] > 0
+                rewards[step] = torch.from_numpy(np.sign(reward) + f).to(device)  # clipped (+ F) for learning only
                 if truncations.any():  # the frame cap: bootstrap from the cut game's final observation
                     with torch.no_grad():
                         q_final, beta_final, _ = agent.heads(agent.trunk(torch.from_numpy(infos["final_obs"]).to(device)))
@@ -395,7 +400,7 @@ def main(args: Args) -> Path:
                 next_done = torch.from_numpy(terminations | truncations).to(device, torch.float32)
                 next_obs = torch.from_numpy(next_obs_np).to(device)
                 games = [i for i, _, _ in run.episodes(global_step, reward, terminations, truncations, infos["lives"])]
-                shaped_return += np.sign(reward) - args.deliberation_cost * switched.cpu().numpy()  # what the critic sums
+                shaped_return += np.sign(reward) + f - args.deliberation_cost * switched.cpu().numpy()  # what the critic sums
                 for i in games:
                     run.writer.add_scalar("charts/shaped_episodic_return", shaped_return[i], global_step)
                 shaped_return[games], next_first = 0.0, torch.from_numpy(np.isin(np.arange(n), games)).to(device)
@@ -404,7 +409,7 @@ def main(args: Args) -> Path:
                 break
 
             # ALGO LOGIC: one forward over the rollout and next_obs: Q_Omega, beta, intra-option policies
-            q, beta, logits = agent.heads(agent.trunk(torch.cat([obs.reshape((-1,) + obs_shape), next_obs])))
+            q, beta, logits = agent.heads(agent.trunk(torch.cat([obs.flatten(0, 1), next_obs])))
             q, beta = q.view(-1, n, k), beta.view(-1, n, k)  # [T + 1, N, K]
             logits = logits[torch.arange(batch_size, device=device), options.reshape(-1)].view(args.num_steps, n, -1)
             probs = Categorical(logits=logits)  # pi_w(. | s_t) of the option acted under, [T, N, A]
@@ -431,11 +436,10 @@ def main(args: Args) -> Path:
             if (iteration - 1) % args.log_interval == 0:
                 y_pred, y_true = q_taken.detach().cpu().numpy(), returns.cpu().numpy()
                 explained_var = np.nan if np.var(y_true) == 0 else 1 - np.var(y_true - y_pred) / np.var(y_true)
-                lr = optimizer.param_groups[0]["lr"]
-                run.log(global_step, {"charts/learning_rate": lr, "charts/option_epsilon": epsilon,
-                                      "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
+                run.log(global_step, {"charts/option_epsilon": epsilon, "losses/value_loss": v_loss.item(),
+                                      "charts/learning_rate": optimizer.param_groups[0]["lr"], **stats.summary(),
                                       "losses/entropy": entropy.mean().item(), "losses/termination_loss": term_loss.item(),
-                                      "losses/explained_variance": explained_var, **stats.summary(),
+                                      "losses/explained_variance": explained_var, "losses/policy_loss": pg_loss.item(),
                                       "options/termination_rate": switches.mean().item()})  # fmt: skip
             run.checkpoint_due(global_step)
     envs.close()

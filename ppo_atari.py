@@ -166,10 +166,9 @@ class Agent(nn.Module):
         self.critic = layer_init(nn.Linear(512, 1), std=1)
 
     def trunk(self, x):
-        x = x.float() / 255.0
-        if x.device.type == "cpu":  # channels_last: the layout of the CPU weights
+        if x.device.type == "cpu":  # channels_last, the CPU weights' layout: permuted as uint8, 4x fewer bytes than float
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.network(x)
+        return self.network(x.float() / 255.0)
 
     def get_value(self, x):
         return self.critic(self.trunk(x))
@@ -255,12 +254,14 @@ def main(args: Args) -> Path:
 
     next_obs = torch.from_numpy(envs.reset(seed=args.seed + global_step)[0]).to(device)
     next_done = torch.zeros(args.num_envs, device=device)
+    learn_threads = torch.get_num_threads()
     with run.loop(num_iterations * batch_size):
         for iteration in range(global_step // batch_size + 1, num_iterations + 1):
             if args.anneal_lr:
                 optimizer.param_groups[0]["lr"] = lr_at((iteration - 1) * batch_size)
 
-            for step in range(args.num_steps):
+            torch.set_num_threads(1 if device.type == "cpu" else learn_threads)  # the env's C++ threads need the cores:
+            for step in range(args.num_steps):  # OpenMP workers spinning between forwards would take them (docs/benchmarks.md)
                 if run.stopping:
                     break
                 global_step += args.num_envs
@@ -281,6 +282,7 @@ def main(args: Args) -> Path:
                 next_done = torch.from_numpy(terminations | truncations).to(device, torch.float32)
                 next_obs = torch.from_numpy(next_obs_np).to(device)
                 run.episodes(global_step, reward, terminations, truncations, infos["lives"])
+            torch.set_num_threads(learn_threads)
             if run.stopping:
                 global_step = (iteration - 1) * batch_size  # the unfinished rollout is dropped
                 break

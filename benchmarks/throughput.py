@@ -1,22 +1,35 @@
-"""Throughput benchmark: env-only SPS of a script's training env and the script's own training SPS, in one run.
+"""Throughput benchmark: a script's training SPS against its compute floor (env + act + learn), all in one run.
 
-    python benchmarks/throughput.py --script ppo_atari --steps 20480
-    python benchmarks/throughput.py --script dqn_per_dueling_atari --steps 12000 -- --learning-starts 2000
-    (flags after -- go to the script)
+    python benchmarks/throughput.py --script ppo_atari --steps 10240
+    python benchmarks/throughput.py --script dqn_per_dueling_atari --steps 6000 -- --learning-starts 1000
+    python benchmarks/throughput.py --script hybrid_atari --steps 6000 --against /tmp/base -- --learning-starts 1000
+    (flags after -- go to the script; --against DIR also measures the scripts of another checkout DIR, interleaved)
 
-Env-only SPS steps the script's training vector env (`make_vector_env`, same number of envs) with uniformly random
-actions. Training SPS is the script's steady-state rate: agent steps per second between the first and the last
-`charts/SPS` point it logs (so set-up, the first iteration and a DQN's pre-learning phase are not counted), read back
-from its TensorBoard file. Each figure is the median of --repeats runs, and the ratio is of the medians.
+Each repeat measures, in this order and in one process (the thread settings main() leaves are those of the floor):
+- env: the script's training vector env (`make_vector_env`, same number of envs) stepped with random actions;
+- train: the script's steady-state SPS, agent steps per second between its first and last `charts/SPS` point (set-up,
+  the first iteration and a DQN's pre-learning phase are not counted), read back from its TensorBoard file;
+- act: the batched forward the rollout makes per vector step, through the script's own network, and the action's copy
+  to numpy; charged in full on every step (a DQN skips it while all its envs explore);
+- learn: PPO: update_epochs x minibatches of forward + backward + clipping + Adam on minibatch-sized rollout batches;
+  DQN family: per train_frequency agent steps, one update of batch_size: Q(s') by the online and the target net, Q(s)
+  with grad, backward, clipping, Adam (and hybrid_atari's priority_td_errors). The networks come from the script's own
+  classes; the loss is a surrogate of the same outputs (its elementwise arithmetic, GAE, the PER sample and priority
+  update are the script's overhead, not floor).
+Floor model (seconds per agent step): serial, 1 / (env + act + learn); a script whose main() calls `envs.step_async(`
+steps its games in another process while it learns, so 1 / (act + max(env, learn)). The ratio is training / floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +37,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+BUILD = {  # the network each script's main() builds, from its own class: (n_actions, args, observation space) -> module
+    "ppo_atari": lambda mod, n, args, space: mod.Agent(n, args.frame_stack),
+    "dqn_per_dueling_atari": lambda mod, n, args, space: mod.QNetwork(n, args.frame_stack),
+    "dqn_ram_atari": lambda mod, n, args, space: mod.QNetwork(n, space.shape[0]),
+    "hybrid_atari": lambda mod, n, args, space: mod.QNetwork(n, args.frame_stack),
+    "options_atari": lambda mod, n, args, space: mod.Agent(n, args.frame_stack, args.num_options),
+}  # slot_attn_atari: not here, its acting runs the slot encoder on a per-env recurrent state
+PPO_ADAM, DQN_ADAM = {"eps": 1e-5}, {"eps": 1.5e-4, "fused": True}  # the scripts' optimizer settings (CPU)
+OPTIONS_RMSPROP = {"alpha": 0.99, "eps": 1e-5}
 
 
 def cpu_model() -> str:
@@ -37,23 +57,27 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def env_sps(mod, args, steps: int) -> float:
+def make_envs(mod, args):
     if hasattr(mod, "make_vector_env"):  # ale-py's vector env / the RAM script's child-process one
-        envs = mod.make_vector_env(args, args.num_envs)
-    else:  # hybrid_atari: a SyncVectorEnv of make_env, as its main() builds it
-        import gymnasium as gym
+        return mod.make_vector_env(args, args.num_envs)
+    import gymnasium as gym  # hybrid_atari before it moved: a SyncVectorEnv of make_env, as its main() built it
 
-        thunks = [mod.make_env(args, args.seed + i, i) for i in range(args.num_envs)]
-        envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    thunks = [mod.make_env(args, args.seed + i, i) for i in range(args.num_envs)]
+    return gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def env_sps(mod, args, steps: int):
+    """(agent steps per second of the env alone, its observation space, its number of actions)."""
+    envs = make_envs(mod, args)
     envs.reset(seed=0)
-    rng = np.random.default_rng(0)
-    actions = rng.integers(0, envs.single_action_space.n, size=(steps, args.num_envs))
+    actions = np.random.default_rng(0).integers(0, envs.single_action_space.n, size=(steps, args.num_envs))
     t0 = time.perf_counter()
     for t in range(steps):
         envs.step(actions[t])
     elapsed = time.perf_counter() - t0
+    space, n = envs.single_observation_space, envs.single_action_space.n
     envs.close()
-    return steps * args.num_envs / elapsed
+    return steps * args.num_envs / elapsed, space, n
 
 
 def train_sps(mod, args) -> float:
@@ -70,30 +94,180 @@ def train_sps(mod, args) -> float:
         return (points[-1].step - points[0].step) / (points[-1].wall_time - points[0].wall_time)
 
 
+def observations(space, n: int, rng):
+    """A batch of n random observations as the network's positional inputs (a Dict space: its keys in order)."""
+    import torch
+
+    if hasattr(space, "spaces"):
+        return tuple(x for s in space.spaces.values() for x in observations(s, n, rng))
+    if space.dtype == np.uint8:
+        return (torch.from_numpy(rng.integers(0, 256, (n, *space.shape), dtype=np.uint8)),)
+    return (torch.from_numpy(rng.uniform(-1, 1, (n, *space.shape)).astype(space.dtype)),)
+
+
+def timed(fn, reps: int) -> float:
+    """Median seconds of fn() over reps calls, after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def floor_parts(mod, script: str, args, space, n_actions: int, reps: int) -> dict:
+    """Seconds per agent step of acting and of learning, through the script's own network (see the module docstring)."""
+    import torch
+    import torch.nn as nn
+    import torch.optim as optim
+
+    rng, pixels = np.random.default_rng(0), len(space.shape or ()) == 3 or "pixels" in getattr(space, "spaces", {})
+    layout = torch.channels_last if pixels else torch.preserve_format
+    net, target = (BUILD[script](mod, n_actions, args, space).to(memory_format=layout) for _ in range(2))
+    act_obs = observations(space, args.num_envs, rng)
+    if hasattr(net, "get_action_and_value"):  # PPO
+        optimizer = optim.Adam(net.parameters(), lr=args.learning_rate, **PPO_ADAM)
+        batch_size = args.num_envs * args.num_steps
+        minibatch_size = -(-batch_size // args.num_minibatches)
+        rollout, rollout_actions = observations(space, batch_size, rng)[0], torch.zeros(batch_size, dtype=torch.long)
+
+        @torch.no_grad()
+        def act():
+            net.get_action_and_value(*act_obs)[0].cpu().numpy()
+
+        def update():
+            mb = torch.randperm(batch_size)[:minibatch_size]
+            _, logprob, entropy, value = net.get_action_and_value(rollout[mb], rollout_actions[mb])
+            loss = -logprob.mean() - args.ent_coef * entropy.mean() + value.square().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+            optimizer.step()
+
+        updates_per_step = args.update_epochs * -(-batch_size // minibatch_size) / batch_size
+    elif hasattr(net, "get_action_and_option"):  # options_atari: one update over the whole rollout (and next_obs)
+        optimizer = optim.RMSprop(net.parameters(), lr=args.learning_rate, **OPTIONS_RMSPROP)
+        batch_size, n = args.num_envs * args.num_steps, args.num_envs
+        rollout, option, first = observations(space, batch_size + n, rng)[0], torch.zeros(n, dtype=torch.long), torch.ones(n)
+
+        @torch.no_grad()
+        def act():
+            net.get_action_and_option(*act_obs, option, first.bool(), 0.1)[2].cpu().numpy()
+
+        def update():
+            q, beta, logits = net.heads(net.trunk(rollout))
+            loss = q.square().mean() + beta.mean() + torch.log_softmax(logits, -1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+            optimizer.step()
+
+        updates_per_step = 1 / batch_size
+    else:  # the DQN family
+        optimizer = optim.Adam(net.parameters(), lr=args.learning_rate, **DQN_ADAM)
+        b_obs, b_next = observations(space, args.batch_size, rng), observations(space, args.batch_size, rng)
+        b_actions, b_returns = torch.zeros(args.batch_size, dtype=torch.long), torch.zeros(args.batch_size)
+        ram_keep = "ram_keep" in inspect.signature(net.forward).parameters  # hybrid_atari's modality dropout
+
+        def q_values(network, inputs, **kw):
+            out = network(*inputs, **kw)
+            return out if isinstance(out, tuple) else (out,)  # (Q [B, A], any further output)
+
+        @torch.no_grad()
+        def act():
+            q_values(net, act_obs)[0].argmax(1).cpu().numpy()
+
+        def update():
+            with torch.no_grad():
+                next_online, next_target = q_values(net, b_next)[0], q_values(target, b_next)[0]
+                td_target = mod.double_dqn_target(next_online, next_target, b_returns, b_returns + args.gamma)
+            keep = (torch.rand(args.batch_size) >= getattr(args, "ram_dropout", 0.0)).float()
+            q, *extra = q_values(net, b_obs, **({"ram_keep": keep} if ram_keep else {}))
+            old_val = q.gather(1, b_actions[:, None]).squeeze(1)
+            loss = (old_val - td_target).square().mean() + sum(o.mean() for o in extra if o.requires_grad)
+            if hasattr(mod, "priority_td_errors"):  # hybrid_atari: Q(s) again for the samples whose RAM was dropped
+                mod.priority_td_errors(net, *b_obs, b_actions, td_target, old_val, keep).numpy()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+            optimizer.step()
+
+        updates_per_step = 1 / args.train_frequency
+    act_s = timed(act, reps * 10) / args.num_envs
+    return {"act": act_s, "learn": timed(update, reps) * updates_per_step}
+
+
+def measure(script: str, script_args: list[str], steps: int, env_steps: int, reps: int) -> dict:
+    """One repeat: env SPS, training SPS, act and learn seconds per agent step, the floor SPS and training / floor."""
+    import torch
+    import tyro
+
+    mod = importlib.import_module(script)
+    base = tyro.cli(mod.Args, args=script_args)
+    args = replace(base, total_timesteps=steps, eval_episodes=0, save_model=False, progress=False, checkpoint_every=0)
+    env, space, n_actions = env_sps(mod, args, env_steps)
+    train = train_sps(mod, args)
+    parts = floor_parts(mod, script, args, space, n_actions, reps)
+    overlap = "envs.step_async(" in inspect.getsource(mod.main)
+    env_s = 1 / env
+    per_step = parts["act"] + (max(env_s, parts["learn"]) if overlap else env_s + parts["learn"])
+    return {"script": script, "num_envs": args.num_envs, "threads": torch.get_num_threads(), "env_sps": env,
+            "act_ms": parts["act"] * 1e3, "learn_ms": parts["learn"] * 1e3, "env_ms": env_s * 1e3,
+            "model": "act + max(env, learn)" if overlap else "env + act + learn", "floor_sps": 1 / per_step,
+            "train_sps": train, "ratio": train * per_step}  # fmt: skip
+
+
+def report(label: str, runs: list[dict]) -> None:
+    med = {k: statistics.median(r[k] for r in runs) for k in ("env_ms", "act_ms", "learn_ms", "floor_sps", "train_sps")}
+    r, ratios = runs[0], [x["ratio"] for x in runs]
+    print(f"{label}: {r['script']} | {r['num_envs']} envs | {r['threads']} torch threads | floor = 1 / ({r['model']})")
+    print(f"  ms per agent step (median of {len(runs)}): env {med['env_ms']:.3f} | act {med['act_ms']:.3f} | "
+          f"learn {med['learn_ms']:.3f}")  # fmt: skip
+    print(f"  floor SPS {med['floor_sps']:.0f} | training SPS {med['train_sps']:.0f} | training / floor "
+          f"{statistics.median(ratios):.3f} (runs: {', '.join(f'{x:.3f}' for x in ratios)})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--script", default="ppo_atari", help="module name of the algorithm script")
     parser.add_argument("--steps", type=int, default=20480, help="agent steps of training to run")
     parser.add_argument("--env-steps", type=int, default=2000, help="vector steps for the env-only measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="repeat each measurement; the median is reported")
+    parser.add_argument("--reps", type=int, default=20, help="timed updates for the floor (acting: 10x as many)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeat each measurement; medians are reported")
+    parser.add_argument("--against", type=Path, help="another checkout: measured too, alternating, each repeat a process")
+    parser.add_argument("--root", type=Path, default=REPO, help=argparse.SUPPRESS)  # whose scripts to import
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one repeat, printed as a JSON line
     parser.add_argument("script_args", nargs="*", help="extra flags for the script (after --)")
     opts = parser.parse_args()
-    mod = importlib.import_module(opts.script)
-    base = tyro.cli(mod.Args, args=opts.script_args)
-    steps = opts.steps
-    args = replace(base, total_timesteps=steps, eval_episodes=0, save_model=False, progress=False, checkpoint_every=0)
+    import torch
 
-    env_runs, train_runs = [], []
+    wait = os.environ.get("OMP_WAIT_POLICY", "unset")
+    print(f"machine: {cpu_model()} | {os.cpu_count()} cores | torch {torch.__version__} | OMP_WAIT_POLICY={wait} | "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+    print(f"flags: {opts.script} {' '.join(opts.script_args)} | {opts.steps} agent steps", flush=True)
+    if opts.against is None:
+        sys.path.insert(0, str(opts.root))
+        os.chdir(opts.root)  # what the scripts read relative to the repo
+        runs = [measure(opts.script, opts.script_args, opts.steps, opts.env_steps, opts.reps) for _ in range(opts.repeats)]
+        if opts.json:
+            print(json.dumps(runs[0]), flush=True)
+        return report(str(opts.root), runs)
+    flags = ["--script", opts.script, "--steps", opts.steps, "--env-steps", opts.env_steps, "--reps", opts.reps]
+    flags += ["--repeats", 1]
+    results: dict[Path, list] = {opts.against: [], REPO: []}
     for _ in range(opts.repeats):
-        env_runs.append(env_sps(mod, args, opts.env_steps))
-        train_runs.append(train_sps(mod, args))
-    env_med, train_med = statistics.median(env_runs), statistics.median(train_runs)
-    threads = torch.get_num_threads()
-    print(f"machine: {cpu_model()} | {os.cpu_count()} cores | {threads} torch threads | torch {torch.__version__}")
-    print(f"script: {opts.script} {' '.join(opts.script_args)} | {args.num_envs} envs | {steps} agent steps")
-    print(f"env-only SPS   (median of {opts.repeats}): {env_med:8.0f}   runs: {', '.join(f'{x:.0f}' for x in env_runs)}")
-    print(f"training SPS   (median of {opts.repeats}): {train_med:8.0f}   runs: {', '.join(f'{x:.0f}' for x in train_runs)}")
-    print(f"training / env-only: {train_med / env_med:.3f}")
+        for root in results:  # alternating: the machine's load drifts over both alike
+            cmd = [sys.executable, __file__, *map(str, flags), "--root", str(root), "--json", "--", *opts.script_args]
+            out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+            results[root].append(json.loads(next(line for line in out.splitlines() if line.startswith("{"))))
+    for root, runs in results.items():
+        report(str(root), runs)
+    new, old = (statistics.median(r["train_sps"] for r in results[k]) for k in (REPO, opts.against))
+    pairs = [a["train_sps"] / b["train_sps"] for a, b in zip(results[REPO], results[opts.against])]
+    print(f"training SPS, {REPO} / {opts.against}: {new / old:.3f} (medians; pairs: {', '.join(f'{p:.3f}' for p in pairs)})")
+    print(f"load {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

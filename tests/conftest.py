@@ -35,8 +35,9 @@ TINY = {
     "options_atari": ["--num-envs", "2", "--num-steps", "8", "--log-interval", "1", "--total-timesteps", "128"],
     "slot_attn_atari": ["--num-envs", "2", "--buffer-size", "4000", "--learning-starts", "64", "--batch-size", "4",
                         "--train-frequency", "1", "--target-network-frequency", "50", "--checkpoint-every", "0",
-                        "--pretrain-steps", "4", "--pretrain-frames", "64", "--pretrain-batch", "2", "--log-masks-every", "2",
-                        "--total-timesteps", "250"],
+                        "--total-timesteps", "250"],  # the slots: checkpoints/slot_pretrain_atari_breakout.pt
+    "slot_pretrain_atari": ["--num-envs", "2", "--pretrain-frames", "64", "--batch-size", "2", "--log-masks-every", "2",
+                            "--checkpoint-every", "0", "--total-timesteps", "4"],  # updates
 }  # fmt: skip
 
 

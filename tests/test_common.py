@@ -1,4 +1,4 @@
-"""common/: checkpoint format, RNG state, episode statistics, contract helpers."""
+"""common/: checkpoint format, RNG state, episode statistics, contract helpers, ProcessVectorEnv's info keys and RamInfo."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from common import checkpoint as ck
 from common.contract import ContractError, args_from_checkpoint, available_scripts, load_script
+from common.envs import ProcessVectorEnv, RamInfo
 from common.episodes import EpisodeStats
 from conftest import ENV, REPO
 
@@ -200,3 +202,71 @@ def test_contract_refuses_unknown_scripts_and_drops_unknown_args():
     mod = load_script("ppo_atari")
     args = args_from_checkpoint(mod, {"args": {"seed": 7, "removed_flag": 1}})
     assert args.seed == 7 and args.env_id == "BreakoutNoFrameskip-v4"
+
+
+class _CountEnv(gym.Env):
+    """Two 3-step lives per game; obs and info["count"] follow the step count t (count = 10 t), life_lost every 3 steps."""
+
+    observation_space, action_space = gym.spaces.Box(0, 100, (1,), np.float32), gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.lives = 0, 2
+        return np.zeros(1, np.float32), {"lives": 2, "count": 0}
+
+    def step(self, action):
+        self.t += 1
+        lost = self.t % 3 == 0
+        self.lives -= lost
+        info = {"lives": self.lives, "life_lost": lost, "count": 10 * self.t, "other": 1}
+        return np.full(1, self.t, np.float32), float(action), self.lives == 0, False, info
+
+
+class _DoubleCount(gym.Wrapper):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "count": 2 * info["count"]}
+
+
+def _count_env(args, seed: int, idx: int = 0):
+    return _CountEnv
+
+
+def test_process_vector_env_forwards_info_keys_and_wraps_each_env():
+    envs = ProcessVectorEnv(_count_env, _Args(), 2, info_keys=("count",), wrap=_DoubleCount)
+    obs, info = envs.reset(seed=0)
+    assert set(info) == {"lives", "count"} and info["count"].tolist() == [0, 0]
+    for t in range(1, 7):
+        obs, reward, term, trunc, info = envs.step(np.array([0, 1]))
+        assert set(info) == {"lives", "final_obs", "count"} and reward.tolist() == [0.0, 1.0] and not trunc.any()
+        assert term.tolist() == [t % 3 == 0] * 2  # every life loss, as AtariVectorEnv(life_loss_info=True)
+        if t < 6:  # the wrapped env's count, doubled in the child
+            assert info["count"].tolist() == [20 * t] * 2 and obs[:, 0].tolist() == [t] * 2 and not info["final_obs"].any()
+    # the game ended at t = 6: reset at once (SameStep); the new game's info and obs, the old game's final obs
+    assert info["count"].tolist() == [0, 0] and info["lives"].tolist() == [2, 2] and obs[:, 0].tolist() == [0, 0]
+    assert info["final_obs"][:, 0].tolist() == [6, 6]
+    envs.close()
+    assert not envs.process.is_alive()
+
+
+def test_ram_info_keeps_the_observation_and_adds_the_ram_features():
+    import ppo_atari
+    from common.ram_features import NUM_FEATURES, RamFeatureObservation
+
+    args = ppo_atari.Args()
+    plain = ppo_atari.make_env(args, 0)()
+    ram = RamInfo(ppo_atari.make_env(args, 0)())
+    ref = RamFeatureObservation(ppo_atari.make_env(args, 0)(), keep_pixels=True)
+    assert ram.observation_space == plain.observation_space and ram.action_space == plain.action_space
+    (o1, _), (o2, i2), (o3, _) = plain.reset(seed=5), ram.reset(seed=5), ref.reset(seed=5)
+    assert np.array_equal(o1, o2) and i2["ram"].shape == (NUM_FEATURES,) and np.array_equal(i2["ram"], o3["ram"])
+    lost = 0
+    for t in range(300):
+        a = 1 if t % 20 == 0 else t % 4  # serve now and then
+        (o1, r1, *_), (o2, r2, _, _, i2), (o3, *_, i3) = plain.step(a), ram.step(a), ref.step(a)
+        assert np.array_equal(o1, o2) and r1 == r2 and np.array_equal(i2["ram"], o3["ram"])
+        assert i2["life_lost"] == i3["life_lost"] and i2["lives"] == i3["lives"]
+        lost += i2["life_lost"]
+    assert lost >= 1  # the features and life_lost were compared across a lost life
+    for e in (plain, ram, ref):
+        e.close()

@@ -1,10 +1,11 @@
 """options_atari.py: option selection and termination on hand-made values, dwell accounting (training and evaluate.py agree),
-the termination gradient's sign, critic targets against a naive loop, smoke run + evaluate with option columns, Ctrl-C +
-resume."""
+the termination gradient's sign, critic targets against a naive loop, potential-based shaping (it telescopes), smoke runs
+(C++ env; RAM path with shaping) + evaluate with option columns, Ctrl-C + resume."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import inspect
 import json
 
@@ -14,6 +15,8 @@ import torch
 
 import evaluate
 import options_atari as oa
+from common.envs import RamInfo
+from common.ram_features import FEATURES, TAP
 from conftest import TINY, check_agent_acts, interrupt_when_training, one_line_error, run_script, tb_scalars
 
 
@@ -83,9 +86,12 @@ LIVES = [[0, 0, 0, 0, 0, 0, 1, 1], [1, 2], [2, 0, 0]]  # the same steps as evalu
 
 
 def test_dwell_accounting_on_a_scripted_sequence_agrees_with_evaluate():
-    stats = oa.OptionStats(1, 4)
-    for option, life_start, game_start, chosen in SCRIPT:
-        stats.step(*(torch.tensor([x]) for x in (option, bool(chosen), bool(life_start), bool(game_start))))
+    plain, stats = oa.OptionStats(1, 4), oa.OptionStats(1, 4, hits=True)
+    for t, (option, life_start, game_start, chosen) in enumerate(SCRIPT):
+        step = [torch.tensor([x]) for x in (option, bool(chosen), bool(life_start), bool(game_start))]
+        plain.step(*step)  # the C++ env path: no paddle hits
+        stats.step(*step, hit=np.array([t == 4]))  # observation 4 shows the paddle hit of step 3 (evaluate's "hits")
+    assert not any("paddle_hit" in tag for tag in plain.summary())
     closed = [tuple(r) for r in np.concatenate(stats.dwells).tolist()]
     assert closed == [(0, 6), (1, 2), (1, 1), (2, 1), (2, 1)]  # runs cut at lost lives; the last run (0, 2) is open
     s = stats.summary()
@@ -96,6 +102,8 @@ def test_dwell_accounting_on_a_scripted_sequence_agrees_with_evaluate():
     assert "options/3/dwell_mean" not in s and s["options/max_time_share"] == pytest.approx(8 / 13)
     assert s["options/switch_near_life_loss"] == pytest.approx(2 / 3)  # steps 9 and 11 switch 1 step into a life
     assert s["options/time_near_life_loss"] == pytest.approx(5 / 13)  # steps 8-12
+    assert s["options/switch_near_paddle_hit"] == pytest.approx(1 / 3)  # step 6, 2 steps after the hit; not 9 or 11
+    assert s["options/time_near_paddle_hit"] == pytest.approx(5 / 13)  # steps 4-8
 
     games = [[{"options": LIVES[0], "hits": [0, 0, 0, 1, 0, 0, 0, 0]}, {"options": LIVES[1]}], [{"options": LIVES[2]}]]
     rows = [[{} for _ in g] for g in games]
@@ -107,6 +115,7 @@ def test_dwell_accounting_on_a_scripted_sequence_agrees_with_evaluate():
     assert [r["option_switches"] for r in rows] == [1, 1, 1]  # the lost life continues option 1: no switch there
     assert [r["switches_near_life_start"] for r in rows] == [0, 1, 1]
     assert [r["switches_near_paddle_hit"] for r in rows] == [1, "", ""]  # a hit at step 3, the switch at step 6
+    assert s["options/switch_near_paddle_hit"] * 3 == rows[0]["switches_near_paddle_hit"]  # training's count: 1 of 3
     assert [r["dominant_option"] for r in rows] == [0, 1, 0] and rows[0]["dominant_option_share"] == 0.75
     assert [r["mean_dwell"] for r in rows] == [4.0, 1.0, 1.5]
 
@@ -165,6 +174,50 @@ def test_critic_targets_match_a_naive_loop():
             assert returns[t, n].item() == pytest.approx(total, abs=1e-10), (t, n)
 
 
+def play_one_game(args, steps: int = 3000):
+    """A RamInfo game of make_env (the RAM path's env) under a noisy ball-tracking policy: the RAM features of each
+    observation and whether the step into it ended a life."""
+    env, rng = RamInfo(oa.make_env(args, 0)()), np.random.default_rng(0)
+    ram, done = [env.reset(seed=3)[1]["ram"]], [False]
+    offset = FEATURES.index("ball_offset")
+    for _ in range(steps):
+        r = ram[-1]
+        a = rng.integers(4) if rng.random() < 0.3 else 1 if not r[0] else 2 if r[offset] > 0 else 3  # FIRE, RIGHT, LEFT
+        _, _, term, trunc, info = env.step(a)
+        ram.append(info["ram"])
+        done.append(info["life_lost"] or term or trunc)
+        if term or trunc:
+            break
+    env.close()
+    return np.array(ram), np.array(done)
+
+
+def test_shaping_is_potential_based_and_telescopes_over_each_life():
+    """F = gamma Phi(s') - Phi(s) with Phi(end of a life) = 0: from every state s_t of a life, the discounted sum of F to
+    the life's end is -Phi(s_t) (Ng, Harada & Russell 1999), so shaped values are the game's minus Phi(s) and the greedy
+    actions stay the same; Phi(s_0) = 0 at a life's start (no ball), so a life's shaped return is its game return."""
+    args = dataclasses.replace(oa.Args(), intercept_shaping=1.0, tap_shaping=0.3, gamma=0.9)
+    ram, done = play_one_game(args)
+    assert done[-1] and done.sum() == 5  # a whole game: 5 lives
+    f, phi = np.zeros(len(ram)), np.zeros(len(ram))  # f[t]: F of the step into observation t; phi[t] = Phi(observation t)
+    phi[0] = oa.shaping(0, ram[:1], np.ones(1), args)[1][0]
+    for t in range(1, len(ram)):  # one env at a time, as main feeds the vector env's [N] arrays
+        (f[t],), (phi[t],) = oa.shaping(phi[t - 1 : t], ram[t : t + 1], done[t : t + 1], args)
+    starts = [0] + [t for t in range(1, len(ram)) if done[t]]  # observation t after a lost life starts the next life
+    for a, b in zip(starts, starts[1:]):
+        assert phi[a] == 0  # no ball in play at a life's start
+        for t in range(a, b):
+            tail = sum(args.gamma ** (k - t - 1) * f[k] for k in range(t + 1, b + 1))
+            assert tail == pytest.approx(-phi[t], abs=1e-5), (a, t)  # Phi: float32 RAM features
+    taps, descending = ram[:, TAP] > 0, ram[:, FEATURES.index("descending")] > 0
+    assert taps.sum() >= 3 and phi[taps] == pytest.approx(0.3)  # the ball rises after a paddle hit: Phi = c_t
+    assert (phi[descending] <= 0).all() and (phi[descending] < 0).mean() > 0.5 and (phi[~(ram[:, 0] > 0)] == 0).all()
+    assert np.abs(f).max() > 0.05
+    off = dataclasses.replace(args, intercept_shaping=0.0, tap_shaping=0.0)
+    f_off, phi_off = oa.shaping(np.zeros(len(ram) - 1), ram[1:], done[1:], off)
+    assert not f_off.any() and not phi_off.any()  # flags off: Phi = 0, no shaping
+
+
 def test_smoke_run_logs_option_diagnostics_and_evaluate_adds_option_columns(trained, tmp_path):
     ckpt_path = trained("options_atari")
     ckpt = torch.load(ckpt_path, weights_only=True)
@@ -174,6 +227,9 @@ def test_smoke_run_logs_option_diagnostics_and_evaluate_adds_option_columns(trai
     for tag in ("losses/termination_loss", "charts/option_epsilon", "options/termination_rate", "options/max_time_share",
                 "options/time_near_life_loss", "options/0/selections", "options/3/time_share"):  # fmt: skip
         assert len(tb_scalars(run_dir, tag)) == 8 and np.isfinite([v for _, v in tb_scalars(run_dir, tag)]).all(), tag
+    for tag in ("dwell_mean", "dwell_p90", "termination_prob"):  # logged where an option ran / ended
+        assert any(tb_scalars(run_dir, f"options/{w}/{tag}") for w in range(4)), tag
+    assert not tb_scalars(run_dir, "options/time_near_paddle_hit")  # the C++ env has no RAM
     entropy = [v for w in range(4) for _, v in tb_scalars(run_dir, f"options/{w}/entropy")]  # logged where w acted
     assert entropy and all(0 <= v <= np.log(4) + 1e-6 for v in entropy)
     last = {w: tb_scalars(run_dir, f"options/{w}/time_share")[-1][1] for w in range(4)}
@@ -198,6 +254,19 @@ def test_smoke_run_logs_option_diagnostics_and_evaluate_adds_option_columns(trai
     summary = json.loads((out / "summary.json").read_text())
     assert sum(summary["options"]["time_share"].values()) == pytest.approx(1.0)
     assert summary["options"]["dwell"]["n"] == len(evaluate.option_runs(lives))
+
+
+def test_ram_path_with_shaping_logs_paddle_hit_diagnostics(tmp_path):
+    """Shaping flags: the games run in ProcessVectorEnv with RamInfo; options/..._paddle_hit logged, checkpoint evaluable."""
+    flags = dict(num_envs=2, num_steps=8, log_interval=1, total_timesteps=96, eval_episodes=0, runs_dir=str(tmp_path))
+    ckpt_path = oa.main(dataclasses.replace(oa.Args(), intercept_shaping=1.0, tap_shaping=0.1, **flags))
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert ckpt["args"]["ram_info"] and ckpt["global_step"] == 96  # implied by the shaping flags
+    for tag in ("options/time_near_paddle_hit", "options/time_near_life_loss", "losses/value_loss"):
+        assert len(tb_scalars(ckpt_path.parent, tag)) == 6, tag
+    check_agent_acts(ckpt_path)  # evaluation: make_env, pixels only, the game score
+    with pytest.raises(SystemExit, match="Breakout's RAM only"):
+        oa.check_args(dataclasses.replace(oa.Args(), env_id="ALE/Pong-v5", tap_shaping=0.1))
 
 
 def test_ctrl_c_then_resume_continues_the_option_epsilon_schedule(tmp_path):
