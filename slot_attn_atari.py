@@ -387,7 +387,7 @@ def main(args: Args) -> Path:
     num_updates, update_due = 0, 0
 
     run.attach(q_network, optimizer, lambda step: {"target_model": target_network.state_dict(), "num_updates": num_updates,
-                                                   "update_due": update_due})  # what checkpoints hold; resumes load it
+                                                   "update_due": update_due})  # what checkpoints hold  # fmt: skip
     if run.checkpoint:
         target_network.load_state_dict(run.state["target_model"])
         num_updates, update_due = run.state["num_updates"], run.state["update_due"]
@@ -424,8 +424,8 @@ def main(args: Args) -> Path:
                 update_due += args.num_envs
                 while update_due >= args.train_frequency:
                     update_due -= args.train_frequency
-                    b_obs, b_actions, b_returns, b_discounts, b_next_obs = (torch.from_numpy(x).to(device)
-                                                                             for x in memory.sample(args.batch_size))
+                    batch = memory.sample(args.batch_size)  # uniform, n-step
+                    b_obs, b_actions, b_returns, b_discounts, b_next_obs = (torch.from_numpy(x).to(device) for x in batch)
                     with torch.no_grad():  # Double DQN (van Hasselt et al. 2016): the online argmax, the target's value
                         next_online, next_target = q_network(b_next_obs), target_network(b_next_obs)  # [B, A]
                         td_target = b_returns + b_discounts * next_target.gather(1, next_online.argmax(1, keepdim=True))[:, 0]

@@ -57,8 +57,9 @@ def phase_1(args: sp.Args, save: str | None) -> tuple[str, dict]:
     return str(path), {"wall_s": wall, **last}
 
 
-def held_out_tracking(path: str, frames: int, seed: int = 30_000) -> dict[str, tuple[float, float, float]]:
-    """(ball, paddle, in-play fraction) of the checkpoint's slots on fresh games: random play, the agent's, the mix."""
+def held_out_tracking(path: str, frames: int, png: str | None, seed: int = 30_000) -> dict[str, tuple[float, ...]]:
+    """(ball, paddle, fraction of frames with the ball on screen, of those with it in play) of the checkpoint's slots on
+    fresh games: random play, the agent's, the mix; png: the masks on 4 frames of the agent's games, 40 steps in."""
     ckpt = load_checkpoint(path)
     args = sp.Args(**ckpt["args"])
     model = sp.SlotAutoencoder(args.num_slots, args.slot_iters).to(memory_format=torch.channels_last)
@@ -68,7 +69,15 @@ def held_out_tracking(path: str, frames: int, seed: int = 30_000) -> dict[str, t
     for name, fraction in (("random play", 0.0), ("agent play", 1.0), ("phase 1's mix", args.play_fraction)):
         play = replace(args, play_fraction=fraction)
         data = sp.collect(play, seed, frames, sp.play_agent(play))
-        out[name] = (*sp.tracking(model, data, torch.device("cpu")), float(data[2][..., 2].mean()))
+        out[name] = (*sp.tracking(model, data, torch.device("cpu")), data[2][..., 2].mean(), data[2][..., 4].mean())
+        if png and fraction == 1.0:
+            from PIL import Image
+
+            E, (K, D) = data[1].shape[1], model.encoder.slot_attention.mu.shape
+            with torch.no_grad():
+                state = torch.zeros(E, K, D + 4)
+                _, _, x, _, attn = sp.slot_pass(model, data, np.zeros(E, int), np.arange(E), state, 40, "cpu")
+            Image.fromarray(sp.mask_grid(x.numpy(), attn)).save(png)
     return out
 
 
@@ -80,6 +89,7 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="copy phase 1's checkpoint here")
     parser.add_argument("--track-frames", type=int, default=1600, help="held-out frames per tracking measurement")
     parser.add_argument("--track-only", action="store_true", help="no DQN phases")
+    parser.add_argument("--masks-png", default=None, help="write the slots' masks on 4 held-out frames here (PNG)")
     parser.add_argument("--dqn-steps", type=int, default=6000, help="agent steps of each DQN run")
     parser.add_argument("--learning-starts", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=1, help="DQN runs of each script (0: none)")
@@ -99,11 +109,13 @@ def main() -> None:
               f"phase 1 wall {r['wall_s']:.0f} s; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
         print(f"phase 1's own held-out tracking (its mix): ball {r['slots/ball_track_acc']:.3f}, paddle "
               f"{r['slots/paddle_track_acc']:.3f}; last losses: recon {r['slots/recon_loss']:.4f}, position "
-              f"{r['slots/position_loss']:.4f}, spread {r['slots/spread_loss']:.4f}, contrast {r['slots/contrast_loss']:.4f}")
+              f"{r['slots/position_loss']:.4f}, spread {r['slots/spread_loss']:.4f}, contrast "
+              f"{r['slots/contrast_loss']:.4f}")  # fmt: skip
     t0 = time.time()
-    for name, (ball, paddle, in_play) in held_out_tracking(path, opts.track_frames).items():
+    for name, (ball, paddle, seen, in_play) in held_out_tracking(path, opts.track_frames, opts.masks_png).items():
         print(f"tracking within {sp.TRACK_PX:g} px on {opts.track_frames} new frames, {name:14s}: ball {ball:.3f} "
-              f"(ball in play in {in_play:.0%} of frames), paddle {paddle:.3f}")  # fmt: skip
+              f"(ball on screen in {seen:.1%} of frames, in play in {in_play:.1%}: of the in-play frames, >= "
+              f"{ball * seen / in_play:.3f}), paddle {paddle:.3f}")  # fmt: skip
     print(f"(tracking measured in {time.time() - t0:.0f} s; load average {os.getloadavg()[0]:.1f})")
     if opts.track_only or not opts.repeats:
         return
@@ -118,7 +130,8 @@ def main() -> None:
               f"{', '.join(f'{x:.1f}' for x in sps)}")  # fmt: skip
     med = [statistics.median(v) for v in runs.values()]
     print(f"slot DQN / pixel DQN: {med[0] / med[1]:.2f}  ({opts.dqn_steps} agent steps, learning starts "
-          f"{opts.learning_starts}, 8 envs, the scripts' defaults otherwise; load average {os.getloadavg()[0]:.1f})")
+          f"{opts.learning_starts}, 8 envs, the scripts' defaults otherwise; load average "
+          f"{os.getloadavg()[0]:.1f})")  # fmt: skip
 
 
 if __name__ == "__main__":

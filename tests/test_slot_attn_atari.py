@@ -51,7 +51,9 @@ def test_slot_attention_is_equivariant_under_slot_permutations(positions):
     the same way permutes the outputs (slots and attention) the same way: no slot index is special inside the module."""
     torch.manual_seed(0)
     attention, inputs, noise = sa.SlotAttention(6, 16, 3), torch.randn(2, 30, 16), torch.randn(2, 6, 16)
-    grid, where = (torch.rand(30, 2), torch.cat([torch.rand(2, 6, 2), torch.full((2, 6, 2), 0.2)], 2)) if positions else (None, None)
+    grid, where = [None] * 2
+    if positions:  # token positions and the slots' initial positions and scales
+        grid, where = torch.rand(30, 2), torch.cat([torch.rand(2, 6, 2), torch.full((2, 6, 2), 0.2)], 2)
     perm = torch.randperm(6)
     slots, attn = attention(inputs, attention.init(2, noise), grid, where)
     with torch.no_grad():
@@ -75,17 +77,19 @@ def test_position_kernel_keeps_each_slot_near_its_position_and_inf_scale_turns_i
     """With content-blind queries (q = 0: equal logits) only the slots' Gaussian log-kernels decide: each token goes to
     the nearest slot, and every slot's attention centroid stays by its given position. An inf scale: no kernel."""
     torch.manual_seed(0)
-    attention = sa.SlotAttention(3, 8, 2)
+    attention = sa.SlotAttention(3, 8, 1)
     torch.nn.init.zeros_(attention.q.weight)
     y, x = torch.meshgrid(*[(torch.arange(20) + 0.5) / 20] * 2, indexing="ij")
     grid, centres = torch.stack([x.flatten(), y.flatten()], 1), torch.tensor([[0.2, 0.2], [0.8, 0.3], [0.5, 0.8]])
-    where = torch.cat([centres, torch.full((3, 2), 0.1)], 1)[None]
-    _, attn = attention(torch.randn(1, 400, 8), attention.init(1), grid, where)
-    w = attn / attn.sum(2, keepdim=True)
-    assert ((w[0] @ grid - centres).norm(dim=1) < 0.1).all()
-    assert (attn.argmax(1)[0] == (grid[:, None] - centres).norm(dim=2).argmin(1)).float().mean() > 0.95
-    _, flat = attention(torch.randn(1, 400, 8), attention.init(1), grid, where.clone().fill_(float("inf")))
-    torch.testing.assert_close(flat, torch.full_like(flat, 1 / 3))  # equal logits, no kernel, in round 1 and after
+    where, inputs = torch.cat([centres, torch.full((3, 2), 0.1)], 1)[None], torch.randn(1, 400, 8)
+    attn = attention(inputs, attention.init(1), grid, where)[1]  # round 1: each token to the nearest slot position
+    assert (attn.argmax(1)[0] == (grid[:, None] - centres).norm(dim=2).argmin(1)).all()
+    attention.iters = 3  # later rounds: each slot's own centroid and spread; it stays in its region
+    attn = attention(inputs, attention.init(1), grid, where)[1]
+    assert ((attn[0] / attn[0].sum(1, keepdim=True) @ grid - centres).norm(dim=1) < 0.15).all()
+    unknown = torch.cat([where[..., :2], torch.full((1, 3, 2), float("inf"))], 2)  # inf scales: no kernel in round 1
+    flat = attention(inputs, attention.init(1), grid, unknown)[1]
+    assert (flat.amax(1) < (attn.amax(1) - 0.3)).float().mean() > 0.9  # ... and so much softer attention
 
 
 def test_q_head_is_invariant_under_slot_permutations():
@@ -96,6 +100,32 @@ def test_q_head_is_invariant_under_slot_permutations():
     for _ in range(3):
         torch.testing.assert_close(net(features[:, torch.randperm(6)]), q, rtol=1e-4, atol=1e-5)
     assert (net(features[:, :, torch.randperm(sa.SLOT_DIM + 4)]) - q).abs().max() > 1e-4  # features do matter
+
+
+def test_uniform_replay_samples_only_written_windows_with_naive_n_step_returns():
+    """Rows tag (env, write count): every sampled start is a live non-FINAL row whose n-step window and bootstrap row
+    are written, and its return and discount match a plain loop over the writes (FINAL rows end the game)."""
+    rng, n, gamma, L = np.random.default_rng(0), 3, 0.9, 16
+    memory, log = sa.ReplayMemory(2 * L, 2, (1, 2), n, gamma), [[], []]  # log[e]: (reward, term, trunc, final) per write
+    for step in range(60):
+        rewards, terms, truncs = rng.integers(0, 2, 2), rng.random(2) < 0.1, rng.random(2) < 0.03
+        over = (terms | truncs) & (rng.random(2) < 0.5)
+        rows = np.array([[[e, len(log[e])]] for e in range(2)], np.float32)
+        final = np.array([[[e, len(log[e]) + 1]] for e in np.flatnonzero(over)], np.float32)
+        memory.add(rows, np.zeros(2, int), rewards, terms, truncs, over, final)
+        for e in range(2):
+            log[e] += [(rewards[e], terms[e], truncs[e], False)] + [(0, False, False, True)] * int(over[e])
+    obs, _, returns, discounts, boot = memory.sample(500)
+    for (e, k), ret, disc, (e2, k2) in zip(obs[:, 0].astype(int), returns, discounts, boot[:, 0].astype(int)):
+        assert not log[e][k][3] and len(log[e]) - L <= k < k2 < len(log[e]) and e2 == e and k2 - k <= n
+        want, d = 0.0, gamma**n
+        for j in range(n):
+            r, term, trunc, _ = log[e][k + j]
+            want += gamma**j * r
+            if term or trunc:
+                d = 0.0 if term else gamma ** (j + 1)
+                break
+        assert ret == pytest.approx(want) and disc == pytest.approx(d) and k2 == k + min(j + 1, n), (e, k)
 
 
 # ---------------------------------------------------------------- matching, tracking, data, overlay
@@ -130,12 +160,12 @@ def test_collect_marks_the_ball_absent_past_the_paddle(random_play):
     """RAM targets: the ball counts only while it is drawn (top row <= 196, OCAtari's rule), and then its centre has a
     lit pixel of the frame next to it; the paddle centre is always inside the screen."""
     frames, first, targets = random_play
-    assert frames.shape == (200, 2, 84, 84) and first[0].all() and targets.shape == (200, 2, 4)
+    assert frames.shape == (200, 2, 84, 84) and first[0].all() and targets.shape == (200, 2, 5)
     seen = targets[..., 2] > 0
     assert seen.any() and (targets[..., 1][seen] - 2 <= sp.BALL_MAX_Y).all()
     for t, e in np.argwhere(seen):
         r, c = int(targets[t, e, 1] * 84 / 210), int(targets[t, e, 0] * 84 / 160)
-        assert frames[t, e, max(r - 2, 0) : r + 3, max(c - 2, 0) : c + 3].max() > 40, (t, e)
+        assert frames[t, e, max(r - 2, 0) : r + 3, max(c - 2, 0) : c + 3].max() > 10, (t, e)  # (dim: at the edge)
     assert ((targets[..., 3] > 0) & (targets[..., 3] < 160)).all()
 
 
@@ -204,7 +234,8 @@ def test_dqn_starts_from_the_pretrained_encoder_and_keeps_it_frozen(pretrained, 
     phase_1, phase_2 = (torch.load(p, weights_only=True)["model"] for p in (pretrained[0], smoke[0]))
     encoder = [k for k in phase_2 if k.startswith("encoder.")]
     assert encoder and all(torch.equal(phase_1[k], phase_2[k]) for k in encoder)
-    assert torch.load(smoke[0], weights_only=True)["resume"]["num_updates"] > 50 and tb_scalars(smoke[0].parent, "losses/td_loss")
+    assert torch.load(smoke[0], weights_only=True)["resume"]["num_updates"] > 50
+    assert tb_scalars(smoke[0].parent, "losses/td_loss")
 
 
 @pytest.mark.parametrize("bad", ["missing.pt", "checkpoints/ppo_atari_breakout.pt"])
@@ -253,7 +284,7 @@ def test_dqn_resume_keeps_the_encoder_frozen(pretrained, tmp_path):
 
 
 def test_pretrain_ctrl_c_saves_and_the_resume_continues(tmp_path):
-    flags = [f for f in PRETRAIN if f not in ("--total-timesteps", "4")] + ["--total-timesteps", "40", "--log-masks-every", "1"]
+    flags = PRETRAIN[:-2] + ["--total-timesteps", "40", "--log-masks-every", "1"]
     proc = subprocess.Popen([sys.executable, str(REPO / "slot_pretrain_atari.py"), *flags], cwd=tmp_path, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
     for line in proc.stdout:
