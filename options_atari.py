@@ -1,6 +1,6 @@
 """Option-critic (Bacon, Harb & Precup 2017, arXiv:1609.05140) as synchronous n-step A2OC (Harb et al. 2018, arXiv:1709.04571;
 code: jeanharb/option_critic, a2oc_delib); parent ppo_atari.py. One update per rollout, not PPO's epochs: 222-347 SPS vs ppo's
-129; RAM path (--ram-info, shaping) XXX vs XXX SPS (2-core VM, docs/results/options_atari.md). Ex.: python options_atari.py"""
+129; RAM path (--ram-info, shaping): env 0.7x, training same (docs/results/options_atari.md). Ex.: python options_atari.py"""
 
 import os
 import random
@@ -214,10 +214,9 @@ class Agent(nn.Module):
 
     # Copied from ppo_atari.Agent.trunk
     def trunk(self, x):
-        x = x.float() / 255.0
-        if x.device.type == "cpu":  # channels_last: the layout of the CPU weights
+        if x.device.type == "cpu":  # channels_last, the CPU weights' layout: permuted as uint8, 4x fewer bytes than float
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.network(x)
+        return self.network(x.float() / 255.0)
 
     def heads(self, hidden):  # Q_Omega [B, K], beta [B, K] in (0, 1), intra-option logits [B, K, A]
         logits = self.actor(hidden).view(len(hidden), self.critic.out_features, -1)

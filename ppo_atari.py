@@ -254,14 +254,17 @@ def main(args: Args) -> Path:
 
     next_obs = torch.from_numpy(envs.reset(seed=args.seed + global_step)[0]).to(device)
     next_done = torch.zeros(args.num_envs, device=device)
+    # OpenMP workers spinning between the rollout's small forwards take the env's C++ threads' cores: unless they sleep
+    # (OMP_WAIT_POLICY=PASSIVE, read when torch loads), the rollout runs on one torch thread (docs/benchmarks.md)
     learn_threads = torch.get_num_threads()
+    spinning = device.type == "cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
     with run.loop(num_iterations * batch_size):
         for iteration in range(global_step // batch_size + 1, num_iterations + 1):
             if args.anneal_lr:
                 optimizer.param_groups[0]["lr"] = lr_at((iteration - 1) * batch_size)
 
-            torch.set_num_threads(1 if device.type == "cpu" else learn_threads)  # the env's C++ threads need the cores:
-            for step in range(args.num_steps):  # OpenMP workers spinning between forwards would take them (docs/benchmarks.md)
+            torch.set_num_threads(1 if spinning else learn_threads)
+            for step in range(args.num_steps):
                 if run.stopping:
                     break
                 global_step += args.num_envs

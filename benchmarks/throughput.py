@@ -15,7 +15,8 @@ Each repeat measures, in this order and in one process (the thread settings main
   DQN family: per train_frequency agent steps, one update of batch_size: Q(s') by the online and the target net, Q(s)
   with grad, backward, clipping, Adam (and hybrid_atari's priority_td_errors). The networks come from the script's own
   classes; the loss is a surrogate of the same outputs (its elementwise arithmetic, GAE, the PER sample and priority
-  update are the script's overhead, not floor).
+  update are the script's overhead, not floor). Act and learn are each timed on 1 torch thread and on the count main()
+  left, and the faster counts: the floor is the best this machine does, whatever thread layout the script chose.
 Floor model (seconds per agent step): serial, 1 / (env + act + learn); a script whose main() calls `envs.step_async(`
 steps its games in another process while it learns, so 1 / (act + max(env, learn)). The ratio is training / floor.
 """
@@ -195,8 +196,14 @@ def floor_parts(mod, script: str, args, space, n_actions: int, reps: int) -> dic
             optimizer.step()
 
         updates_per_step = 1 / args.train_frequency
-    act_s = timed(act, reps * 10) / args.num_envs
-    return {"act": act_s, "learn": timed(update, reps) * updates_per_step}
+    threads, out = torch.get_num_threads(), {}
+    for name, fn, calls, scale in (("act", act, reps * 10, 1 / args.num_envs), ("learn", update, reps, updates_per_step)):
+        for t in sorted({1, threads}):  # the faster of one torch thread and the script's count: a floor
+            torch.set_num_threads(t)
+            out[name], out[f"{name}_threads"] = min((out.get(name, np.inf), out.get(f"{name}_threads")),
+                                                    (timed(fn, calls) * scale, t))  # fmt: skip
+    torch.set_num_threads(threads)
+    return out
 
 
 def measure(script: str, script_args: list[str], steps: int, env_steps: int, reps: int) -> dict:
@@ -204,6 +211,8 @@ def measure(script: str, script_args: list[str], steps: int, env_steps: int, rep
     import torch
     import tyro
 
+    if script not in BUILD:
+        sys.exit(f"error: no floor for {script} (benchmarks/throughput.py BUILD lists the scripts it knows)")
     mod = importlib.import_module(script)
     base = tyro.cli(mod.Args, args=script_args)
     args = replace(base, total_timesteps=steps, eval_episodes=0, save_model=False, progress=False, checkpoint_every=0)
@@ -215,16 +224,17 @@ def measure(script: str, script_args: list[str], steps: int, env_steps: int, rep
     per_step = parts["act"] + (max(env_s, parts["learn"]) if overlap else env_s + parts["learn"])
     return {"script": script, "num_envs": args.num_envs, "threads": torch.get_num_threads(), "env_sps": env,
             "act_ms": parts["act"] * 1e3, "learn_ms": parts["learn"] * 1e3, "env_ms": env_s * 1e3,
+            "act_threads": parts["act_threads"], "learn_threads": parts["learn_threads"],
             "model": "act + max(env, learn)" if overlap else "env + act + learn", "floor_sps": 1 / per_step,
             "train_sps": train, "ratio": train * per_step}  # fmt: skip
 
 
 def report(label: str, runs: list[dict]) -> None:
     med = {k: statistics.median(r[k] for r in runs) for k in ("env_ms", "act_ms", "learn_ms", "floor_sps", "train_sps")}
-    r, ratios = runs[0], [x["ratio"] for x in runs]
+    r, ratios, threads = runs[0], [x["ratio"] for x in runs], [f"{x['act_threads']}/{x['learn_threads']}" for x in runs]
     print(f"{label}: {r['script']} | {r['num_envs']} envs | {r['threads']} torch threads | floor = 1 / ({r['model']})")
     print(f"  ms per agent step (median of {len(runs)}): env {med['env_ms']:.3f} | act {med['act_ms']:.3f} | "
-          f"learn {med['learn_ms']:.3f}")  # fmt: skip
+          f"learn {med['learn_ms']:.3f} (the floor's act/learn torch threads: {', '.join(threads)})")  # fmt: skip
     print(f"  floor SPS {med['floor_sps']:.0f} | training SPS {med['train_sps']:.0f} | training / floor "
           f"{statistics.median(ratios):.3f} (runs: {', '.join(f'{x:.3f}' for x in ratios)})")  # fmt: skip
 

@@ -1,0 +1,36 @@
+"""benchmarks/throughput.py: the floor it reports is built from positive parts and agrees with its own model."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import throughput  # noqa: E402
+
+TINY = {  # a few seconds each: two PPO iterations; a DQN with two logged SPS points
+    "ppo_atari": ["--num-envs", "2", "--num-steps", "16", "--num-minibatches", "2", "--update-epochs", "1"],
+    "dqn_ram_atari": ["--num-envs", "2", "--buffer-size", "2000", "--learning-starts", "64", "--batch-size", "8",
+                      "--train-frequency", "1"],
+}  # fmt: skip
+STEPS = {"ppo_atari": 96, "dqn_ram_atari": 480}
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_floor_is_positive_and_consistent(script):
+    r = throughput.measure(script, TINY[script], STEPS[script], env_steps=20, reps=2)
+    assert r["script"] == script and r["num_envs"] == 2
+    assert min(r["env_ms"], r["act_ms"], r["learn_ms"], r["train_sps"]) > 0
+    parts = {"env": r["env_ms"], "act": r["act_ms"], "learn": r["learn_ms"]}
+    if script == "dqn_ram_atari":  # its games step in a child process while it learns
+        assert r["model"] == "act + max(env, learn)"
+        per_step_ms = parts["act"] + max(parts["env"], parts["learn"])
+    else:
+        assert r["model"] == "env + act + learn"
+        per_step_ms = sum(parts.values())
+    assert r["floor_sps"] == pytest.approx(1e3 / per_step_ms)
+    assert r["env_sps"] == pytest.approx(1e3 / r["env_ms"])
+    assert r["ratio"] == pytest.approx(r["train_sps"] / r["floor_sps"])
