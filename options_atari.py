@@ -1,6 +1,6 @@
 """Option-critic (Bacon, Harb & Precup 2017, arXiv:1609.05140) as synchronous n-step A2OC (Harb et al. 2018, arXiv:1709.04571;
-code: jeanharb/option_critic, a2oc_delib); parent ppo_atari.py. One update per rollout, not PPO's epochs: 222-347 SPS vs ppo's
-129; RAM path (--ram-info, shaping): env 0.7x, training same (docs/results/options_atari.md). Ex.: python options_atari.py"""
+code: jeanharb/option_critic, a2oc_delib); parent ppo_atari.py. One update per rollout, not PPO's epochs: 1.7-2.7x ppo's SPS in
+one session; RAM path (--ram-info, shaping): games 0.7x (docs/results/options_atari.md). Example: python options_atari.py"""
 
 import os
 import random
