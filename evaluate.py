@@ -32,6 +32,7 @@ import tyro
 
 from common.checkpoint import CheckpointError, git_commit, package_versions
 from common.contract import ContractError, LoadedAgent, load_agent
+from common.episodes import NEAR_EVENT_STEPS
 from common.events import FRAME_COUNTER_WRAP, BreakoutEventWrapper, decode_ram
 from common.stats import score_stats
 
@@ -46,7 +47,6 @@ END_REASONS = ("game_over", "frame_cap", "stall", "frame_wrap")
 # per_life.csv's extra columns for agents that report option ids (`agent.last_options`, docs/contract.md)
 OPTION_FIELDS = ["option_switches", "switches_near_life_start", "switches_near_paddle_hit", "mean_dwell", "dominant_option",
                  "dominant_option_share", "option_runs"]  # fmt: skip
-NEAR_EVENT_STEPS = 4  # a switch at most this many agent steps into a life / after a paddle hit is "near" it
 
 
 @dataclass
@@ -337,10 +337,15 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
             "args": ck["args"],
         },
         "evaluator": {"git_commit": git_commit(), "versions": package_versions() | {"scipy": scipy.__version__}},
-        "protocol": ck["protocol"] | ({"env_id_override": opts.env_id,  # and the sticky-action rate actually played
-                                       "played_repeat_action_probability":
-                                           loaded.module.env_protocol(loaded.args)["repeat_action_probability"]}
-                                      if opts.env_id else {}),  # fmt: skip
+        "protocol": ck["protocol"]
+        | (
+            {
+                "env_id_override": opts.env_id,  # and the sticky-action rate actually played
+                "played_repeat_action_probability": loaded.module.env_protocol(loaded.args)["repeat_action_probability"],
+            }
+            if opts.env_id
+            else {}
+        ),  # fmt: skip
         "evaluation": {
             "mode": "deterministic" if opts.deterministic else "stochastic",
             "num_games_per_seed": opts.num_games,
@@ -354,8 +359,9 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
             "wall_seconds": wall,
             "games_per_minute": 60 * len(games) / wall if wall else None,
         },
-        "per_seed": {str(s): score_stats([g["score"] for g in games if g["seed"] == loaded.args.seed + s])
-                     for s in opts.seeds},
+        "per_seed": {
+            str(s): score_stats([g["score"] for g in games if g["seed"] == loaded.args.seed + s]) for s in opts.seeds
+        },
         "pooled": score_stats(col(games, "score"), strata=col(games, "seed")),
         "life_return": score_stats(col(lives, "return"), strata=col(lives, "seed")),
         "zero_reward_life_fraction": float(np.mean([r["zero_reward"] for r in lives])) if lives else None,

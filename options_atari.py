@@ -19,11 +19,11 @@ from torch.distributions.categorical import Categorical
 
 from common.contract import env_protocol
 from common.envs import ProcessVectorEnv, RamInfo
+from common.episodes import OptionStats
 from common.ram_features import FEATURES, INTERCEPT, TAP
 from common.run import Linear, Run, RunArgs, note, require
 
 gym.register_envs(ale_py)
-NEAR_EVENT = 4  # options/switch_near_{life_loss,paddle_hit}: a switch at most this many agent steps into a life / after a hit
 DESCENDING = FEATURES.index("descending")  # RAM feature: 1 while the ball in play moves down
 
 
@@ -66,6 +66,8 @@ class Args(RunArgs):
     """updates between TensorBoard logs: losses of the last update, options/... over the steps since the last log"""
     num_options: int = 4
     """number of options (each: a termination head and an intra-option policy)"""
+    option_diversity: float = 0.0
+    """weight of a bonus for intra-option policies that differ: their Jensen-Shannon divergence at s (see `diversity`)"""
     termination_margin: float = 0.01
     """xi, added to the termination advantage Q(s', w) - V(s') (Bacon et al.'s termination_reg 0.01): > 0 lengthens options"""
     option_start_e: float = 1.0
@@ -165,6 +167,12 @@ def shaping(phi, ram, done, args):
     |intercept_offset| while the ball descends, c_t while it rises, 0 with no ball or where s' ends a life. -> F, Phi(s')."""
     phi_next = np.where(ram[:, DESCENDING] > 0, -args.intercept_shaping * abs(ram[:, INTERCEPT]), args.tap_shaping * ram[:, 0])
     return args.gamma * phi_next * (1 - done) - phi, phi_next
+
+
+def diversity(logits):
+    """Generalised Jensen-Shannon divergence of the K intra-option policies at each state, H(mean_w pi_w) - mean_w H(pi_w) in
+    [0, log K]: [B, K, A] -> [B]. A bonus on it rules out K copies of one policy (Kamat & Precup 2020 reward diversity)."""
+    return Categorical(probs=logits.softmax(-1).mean(1)).entropy() - Categorical(logits=logits).entropy().mean(1)
 
 
 def pick(x, option):
@@ -267,55 +275,6 @@ def make_agent(checkpoint: dict, device: torch.device) -> PolicyAgent:
     return PolicyAgent(net, device, checkpoint["args"].get("option_end_e", Args.option_end_e))
 
 
-class OptionStats:
-    """options/... diagnostics, step() once per vector step. A run: a stretch of one option id, cut where a life ends (as in
-    evaluate.py's per_life.csv), its length a dwell time; a switch: an id change within a game. switch_near_life_loss /
-    _paddle_hit (RAM path): the share of switches <= NEAR_EVENT steps into a life / after a hit; time_near_...: of steps."""
-
-    def __init__(self, num_envs: int, num_options: int, hits: bool = False):
-        self.k, self.hits, self.option, self.run = num_options, hits, np.full(num_envs, -1), np.zeros(num_envs, dtype=np.int64)
-        self.life_switches, self.since = np.zeros(num_envs, dtype=np.int64), np.full((2, num_envs), 1 << 30)  # [life, hit]
-        self.window()
-
-    def window(self) -> None:  # near: [life start, paddle hit] x [switches near it, steps near it]
-        self.dwells, self.per_life, self.switches, self.near = [np.zeros((0, 2), dtype=np.int64)], [], 0, np.zeros((2, 2))
-        self.steps, self.selected, self.beta, self.ent = (np.zeros(self.k) for _ in range(4))
-
-    def step(self, options, chosen, life_start, game_start, hit=None) -> None:
-        """[N] each: options acted under, chosen (picked now), life_start / game_start / hit (this observation shows one)."""
-        options, chosen, life_start, game_start = (np.asarray(x.cpu()) for x in (options, chosen, life_start, game_start))
-        ended = ((options != self.option) | life_start) & (self.option >= 0)
-        switch = (options != self.option) & (self.option >= 0) & ~game_start
-        self.dwells.append(np.stack([self.option[ended], self.run[ended]], 1))
-        self.per_life += self.life_switches[life_start].tolist()
-        self.life_switches = np.where(life_start, 0, self.life_switches) + switch
-        self.run, self.option, self.switches = np.where(ended, 1, self.run + 1), options.copy(), self.switches + switch.sum()
-        np.add.at(self.steps, options, 1)
-        np.add.at(self.selected, options[chosen], 1)
-        self.since = np.where(np.stack([life_start, np.zeros_like(life_start) if hit is None else hit]), 0, self.since + 1)
-        near = self.since <= NEAR_EVENT  # [2, N]
-        self.near += np.stack([(switch & near).sum(1), near.sum(1)], 1)
-
-    def update(self, options, beta_next, entropy) -> None:  # [T, N] each: beta_w(s_{t+1}), entropy at s_t, w acted under
-        for total, value in ((self.beta, beta_next), (self.ent, entropy)):
-            np.add.at(total, options.ravel(), value.ravel())
-
-    def summary(self) -> dict[str, float]:  # the window's scalars (none without data); starts the next window
-        d, total = np.concatenate(self.dwells), self.steps.sum()
-        out = {"options/max_time_share": self.steps.max() / total}  # the collapse detector: 1 = one option does it all
-        for w, m in enumerate(self.steps):
-            dw = d[d[:, 0] == w, 1]
-            out |= {f"options/{w}/selections": self.selected[w], f"options/{w}/time_share": m / total}
-            out |= {f"options/{w}/termination_prob": self.beta[w] / m, f"options/{w}/entropy": self.ent[w] / m} if m else {}
-            out |= {f"options/{w}/dwell_mean": dw.mean(), f"options/{w}/dwell_p90": np.quantile(dw, 0.9)} if len(dw) else {}
-        out |= {"options/switches_per_life": np.mean(self.per_life)} if self.per_life else {}
-        for i, event in enumerate(("life_loss", "paddle_hit")[: 1 + self.hits]):
-            out[f"options/time_near_{event}"] = self.near[i, 1] / total
-            out |= {f"options/switch_near_{event}": self.near[i, 0] / self.switches} if self.switches else {}
-        self.window()
-        return out
-
-
 def check_args(args: Args) -> Args:
     """Bad values stop with one line; a budget below one rollout shortens the rollout (with a note)."""
     require(args, positive=("num_steps", "frame_stack", "learning_rate", "num_options", "log_interval"),
@@ -350,8 +309,7 @@ def main(args: Args) -> Path:
 
     envs = ProcessVectorEnv(make_env, args, n, ("ram",), wrap=RamInfo) if args.ram_info else make_vector_env(args, n)
     agent = Agent(envs.single_action_space.n, args.frame_stack, k).to(device)
-    if device.type == "cpu":
-        agent = agent.to(memory_format=torch.channels_last)
+    agent = agent.to(memory_format=torch.channels_last) if device.type == "cpu" else agent
     optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=0.99, eps=1e-5)
     run.attach(agent, optimizer)  # what checkpoints hold; on a resume: weights, optimizer and RNG states
     # linear to 0 at the last iteration; a resume with a new --total-timesteps stretches the rest (common/run.py)
@@ -410,6 +368,7 @@ def main(args: Args) -> Path:
             # ALGO LOGIC: one forward over the rollout and next_obs: Q_Omega, beta, intra-option policies
             q, beta, logits = agent.heads(agent.trunk(torch.cat([obs.flatten(0, 1), next_obs])))
             q, beta = q.view(-1, n, k), beta.view(-1, n, k)  # [T + 1, N, K]
+            div = diversity(logits[:batch_size]).mean()  # of the K policies at s_t (the options not acted under too)
             logits = logits[torch.arange(batch_size, device=device), options.reshape(-1)].view(args.num_steps, n, -1)
             probs = Categorical(logits=logits)  # pi_w(. | s_t) of the option acted under, [T, N, A]
             q_taken = pick(q[:-1], options)  # [T, N]
@@ -425,7 +384,7 @@ def main(args: Args) -> Path:
             not_first = 1.0 - torch.cat([firsts[1:], next_first[None].float()])  # s_{t+1} starts no game
             term_loss = termination_loss(q[1:], beta[1:], options, epsilon, args.termination_margin + args.deliberation_cost,
                                          not_first)  # fmt: skip
-            loss = pg_loss - args.ent_coef * entropy.mean() + v_loss * args.vf_coef + term_loss
+            loss = pg_loss - args.ent_coef * entropy.mean() - args.option_diversity * div + v_loss * args.vf_coef + term_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
@@ -439,7 +398,8 @@ def main(args: Args) -> Path:
                                       "charts/learning_rate": optimizer.param_groups[0]["lr"], **stats.summary(),
                                       "losses/entropy": entropy.mean().item(), "losses/termination_loss": term_loss.item(),
                                       "losses/explained_variance": explained_var, "losses/policy_loss": pg_loss.item(),
-                                      "options/termination_rate": switches.mean().item()})  # fmt: skip
+                                      "options/termination_rate": switches.mean().item(),
+                                      "options/diversity": div.item()})  # fmt: skip
             run.checkpoint_due(global_step)
     envs.close()
     return run.finish(global_step, device)

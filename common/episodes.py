@@ -16,6 +16,8 @@ from collections import deque
 
 import numpy as np
 
+NEAR_EVENT_STEPS = 4  # a switch at most this many agent steps into a life / after a paddle hit is "near" it
+
 
 class EpisodeStats:
     """Tracks raw per-game and per-life returns for a batch of envs."""
@@ -53,3 +55,53 @@ class EpisodeStats:
     def recent_mean(self) -> float:
         """Mean raw return of the last ``window`` finished games (nan before the first)."""
         return float(np.mean(self.recent_games)) if self.recent_games else float("nan")
+
+
+class OptionStats:
+    """options_atari.py's options/... diagnostics, step() once per vector step. A run: a stretch of one option id, cut
+    where a life ends (as in evaluate.py's per_life.csv), its length a dwell time; a switch: an id change within a game.
+    switch_near_life_loss / _paddle_hit (RAM path): the share of switches <= NEAR_EVENT_STEPS steps into a life / after a
+    hit; time_near_...: of steps."""
+
+    def __init__(self, num_envs: int, num_options: int, hits: bool = False):
+        self.k, self.hits, self.option, self.run = num_options, hits, np.full(num_envs, -1), np.zeros(num_envs, dtype=np.int64)
+        self.life_switches, self.since = np.zeros(num_envs, dtype=np.int64), np.full((2, num_envs), 1 << 30)  # [life, hit]
+        self.window()
+
+    def window(self) -> None:  # near: [life start, paddle hit] x [switches near it, steps near it]
+        self.dwells, self.per_life, self.switches, self.near = [np.zeros((0, 2), dtype=np.int64)], [], 0, np.zeros((2, 2))
+        self.steps, self.selected, self.beta, self.ent = (np.zeros(self.k) for _ in range(4))
+
+    def step(self, options, chosen, life_start, game_start, hit=None) -> None:
+        """[N] each: options acted under, chosen (picked now), life_start / game_start / hit (this observation shows one)."""
+        options, chosen, life_start, game_start = (np.asarray(x.cpu()) for x in (options, chosen, life_start, game_start))
+        ended = ((options != self.option) | life_start) & (self.option >= 0)
+        switch = (options != self.option) & (self.option >= 0) & ~game_start
+        self.dwells.append(np.stack([self.option[ended], self.run[ended]], 1))
+        self.per_life += self.life_switches[life_start].tolist()
+        self.life_switches = np.where(life_start, 0, self.life_switches) + switch
+        self.run, self.option, self.switches = np.where(ended, 1, self.run + 1), options.copy(), self.switches + switch.sum()
+        np.add.at(self.steps, options, 1)
+        np.add.at(self.selected, options[chosen], 1)
+        self.since = np.where(np.stack([life_start, np.zeros_like(life_start) if hit is None else hit]), 0, self.since + 1)
+        near = self.since <= NEAR_EVENT_STEPS  # [2, N]
+        self.near += np.stack([(switch & near).sum(1), near.sum(1)], 1)
+
+    def update(self, options, beta_next, entropy) -> None:  # [T, N] each: beta_w(s_{t+1}), entropy at s_t, w acted under
+        for total, value in ((self.beta, beta_next), (self.ent, entropy)):
+            np.add.at(total, options.ravel(), value.ravel())
+
+    def summary(self) -> dict[str, float]:  # the window's scalars (none without data); starts the next window
+        d, total = np.concatenate(self.dwells), self.steps.sum()
+        out = {"options/max_time_share": self.steps.max() / total}  # the collapse detector: 1 = one option does it all
+        for w, m in enumerate(self.steps):
+            dw = d[d[:, 0] == w, 1]
+            out |= {f"options/{w}/selections": self.selected[w], f"options/{w}/time_share": m / total}
+            out |= {f"options/{w}/termination_prob": self.beta[w] / m, f"options/{w}/entropy": self.ent[w] / m} if m else {}
+            out |= {f"options/{w}/dwell_mean": dw.mean(), f"options/{w}/dwell_p90": np.quantile(dw, 0.9)} if len(dw) else {}
+        out |= {"options/switches_per_life": np.mean(self.per_life)} if self.per_life else {}
+        for i, event in enumerate(("life_loss", "paddle_hit")[: 1 + self.hits]):
+            out[f"options/time_near_{event}"] = self.near[i, 1] / total
+            out |= {f"options/switch_near_{event}": self.near[i, 0] / self.switches} if self.switches else {}
+        self.window()
+        return out

@@ -11,11 +11,13 @@ import json
 
 import numpy as np
 import pytest
+import scipy
 import torch
 
 import evaluate
 import options_atari as oa
 from common.envs import RamInfo
+from common.episodes import OptionStats
 from common.ram_features import FEATURES, TAP
 from conftest import TINY, check_agent_acts, interrupt_when_training, one_line_error, run_script, tb_scalars
 
@@ -86,7 +88,7 @@ LIVES = [[0, 0, 0, 0, 0, 0, 1, 1], [1, 2], [2, 0, 0]]  # the same steps as evalu
 
 
 def test_dwell_accounting_on_a_scripted_sequence_agrees_with_evaluate():
-    plain, stats = oa.OptionStats(1, 4), oa.OptionStats(1, 4, hits=True)
+    plain, stats = OptionStats(1, 4), OptionStats(1, 4, hits=True)
     for t, (option, life_start, game_start, chosen) in enumerate(SCRIPT):
         step = [torch.tensor([x]) for x in (option, bool(chosen), bool(life_start), bool(game_start))]
         plain.step(*step)  # the C++ env path: no paddle hits
@@ -148,6 +150,20 @@ def test_termination_gradient_sign_and_margin_lengthen_options():
 
     shorter, plain, longer = mean_duration(-0.2), mean_duration(0.0), mean_duration(0.2)
     assert shorter < 1.5 < 5 < plain < longer / 4, (shorter, plain, longer)  # measured: 1.0, 17.0, 100.0 (no termination)
+
+
+def test_diversity_is_the_jensen_shannon_divergence_of_the_option_policies():
+    same = torch.randn(5, 1, 4).expand(5, 3, 4)  # [B, K, A]: three copies of one policy per state
+    assert torch.allclose(oa.diversity(same), torch.zeros(5), atol=1e-6)
+    apart = torch.eye(4)[None] * 50.0  # four options, each one action for sure: the maximum, log K
+    assert torch.allclose(oa.diversity(apart), torch.tensor([np.log(4.0)], dtype=torch.float32), atol=1e-4)
+    p, q = torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.1, 0.3, 0.6])  # against scipy's JS distance (its square)
+    js = torch.tensor(scipy.spatial.distance.jensenshannon(p.numpy(), q.numpy()) ** 2, dtype=torch.float32)
+    assert torch.allclose(oa.diversity(torch.stack([p, q]).log()[None]), js[None], atol=1e-5)
+    logits = torch.randn(8, 2, 4, requires_grad=True)  # the bonus's gradient pushes two policies apart
+    oa.diversity(logits).mean().backward()
+    with torch.no_grad():
+        assert (oa.diversity(logits + 0.5 * logits.grad) > oa.diversity(logits)).all()
 
 
 def test_critic_targets_match_a_naive_loop():
