@@ -34,3 +34,25 @@ def test_floor_is_positive_and_consistent(script):
     assert r["floor_sps"] == pytest.approx(1e3 / per_step_ms)
     assert r["env_sps"] == pytest.approx(1e3 / r["env_ms"])
     assert r["ratio"] == pytest.approx(r["train_sps"] / r["floor_sps"])
+
+
+def test_sb3_peer_says_in_one_line_what_is_missing():
+    """benchmarks/sb3_peer.py needs stable-baselines3, which this repo does not install: one line, no traceback."""
+    import importlib.util
+    import subprocess
+
+    def run(*flags: str):
+        return subprocess.run([sys.executable, str(REPO / "benchmarks/sb3_peer.py"), *flags], capture_output=True,
+                              text=True, cwd=REPO, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""})  # fmt: skip
+
+    bad = run("--steps", "0")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "error: --steps, --repeats and --buffer-size must be positive, --learning-starts >= 0"]  # fmt: skip
+    if importlib.util.find_spec("stable_baselines3") is not None:
+        pytest.skip("stable-baselines3 is installed here: the benchmark would run")
+    missing = run("--algo", "dqn")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert (
+        missing.stderr.strip()
+        == "error: stable-baselines3 is not importable (not a dependency of this repo); see this file's docstring"
+    )
