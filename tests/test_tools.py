@@ -40,8 +40,10 @@ def test_plot_curves_rolling_mean_and_png(tmp_path):
     for i, r in enumerate(returns):  # a game every 10 s, and a 2-hour pause (a stopped and resumed run) after game 15
         writer.add_scalar("charts/episodic_return", r, 100 * (i + 1), walltime=1e9 + 10 * i + 7200 * (i >= 15))
     writer.close()
-    out = run_script("tools/plot_curves", str(run), "--out", str(tmp_path / "curve.png"), "--window", "10",
-                     cwd=tmp_path).stdout  # fmt: skip
+    out = run_script("tools/plot_curves", str(run), "--out", str(tmp_path / "curve.png"), "--window", "10", "--at", "950",
+                     "1000", "2050", "--labels", "mine", cwd=tmp_path).stdout  # fmt: skip
+    # at step 2050: the window of the 10 games ending at step 2000 (returns 10..19); before 1000: no full window yet
+    assert f"mine, rolling mean of 10 games at steps: 950: -, 1000: 4.500, 2050: {returns[10:20].mean():.3f}" in out
     assert f"30 games, last step 3000, rolling mean of last 10 games {returns[-10:].mean():.2f}, max 29" in out
     assert "0.08 h running from first to last point (10 agent steps/s; 2.08 h wall clock with 1 pauses)" in out
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

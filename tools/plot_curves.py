@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=100, help="points (games) in the rolling mean")
     parser.add_argument("--title", default="Breakout: raw full-game return during training")
     parser.add_argument("--pause-minutes", type=float, default=10.0, help="a longer gap between two logged points is a pause")
+    parser.add_argument("--labels", nargs="+", help="one legend label per run (default: the exp_name in its folder name)")
+    parser.add_argument("--at", nargs="+", type=int, default=[], help="also print the rolling mean at these agent steps")
     opts = parser.parse_args()
 
     import matplotlib
@@ -53,16 +55,22 @@ def main() -> None:
         steps, values, wall = load(run, opts.tag)
         w = min(opts.window, len(values))
         smooth = rolling_mean(values, opts.window)
-        label = run.name.split("__")[1] if "__" in run.name else run.name
+        label = opts.labels[k] if opts.labels else run.name.split("__")[1] if "__" in run.name else run.name
         ax.plot(steps, values, ".", alpha=0.08, ms=2, color=f"C{k}")  # one colour per run in both panels
         ax.plot(steps[w - 1 :], smooth, label=label, color=f"C{k}")
         running, pauses = running_seconds(wall, 60 * opts.pause_minutes)  # seconds, pauses left out
         ax_t.plot(running[w - 1 :] / 3600, smooth, label=label, color=f"C{k}")
         span = wall[-1] - wall[0]
         rate = f"{(steps[-1] - steps[0]) / running[-1]:.0f} agent steps/s" if running[-1] > 0 else "n/a"
-        print(f"{run.name}: {len(values)} {unit}, last step {steps[-1]}, rolling mean of last {w} {unit} {smooth[-1]:.2f}, "
-              f"max {values.max():g}, {running[-1] / 3600:.2f} h running from first to last point ({rate}; "
-              f"{span / 3600:.2f} h wall clock with {pauses} pauses)")
+        print(
+            f"{run.name}: {len(values)} {unit}, last step {steps[-1]}, rolling mean of last {w} {unit} {smooth[-1]:.2f}, "
+            f"max {values.max():g}, {running[-1] / 3600:.2f} h running from first to last point ({rate}; "
+            f"{span / 3600:.2f} h wall clock with {pauses} pauses)"
+        )
+        if opts.at:  # the rolling mean ending at the last point at or before each step ("-" before the first full window)
+            ends = [np.searchsorted(steps, s, side="right") - 1 for s in opts.at]
+            at = [f"{s}: {smooth[e - w + 1]:.3f}" if e >= w - 1 else f"{s}: -" for s, e in zip(opts.at, ends)]
+            print(f"  {label}, rolling mean of {w} {unit} at steps: {', '.join(at)}")
     ax.set_xlabel("agent steps")
     ax_t.set_xlabel(f"hours running (gaps > {opts.pause_minutes:g} min between {unit} left out)")
     for a in (ax, ax_t):
