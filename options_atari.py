@@ -68,6 +68,8 @@ class Args(RunArgs):
     """number of options (each: a termination head and an intra-option policy)"""
     option_diversity: float = 0.0
     """weight of a bonus for intra-option policies that differ: their Jensen-Shannon divergence at s (see `diversity`)"""
+    option_diversity_cap: float = 0.0
+    """the bonus counts a state's divergence up to this many nats (0: no cap; the most, log min(K, A): an action per option)"""
     termination_margin: float = 0.01
     """xi, added to the termination advantage Q(s', w) - V(s') (Bacon et al.'s termination_reg 0.01): > 0 lengthens options"""
     option_start_e: float = 1.0
@@ -278,7 +280,8 @@ def make_agent(checkpoint: dict, device: torch.device) -> PolicyAgent:
 def check_args(args: Args) -> Args:
     """Bad values stop with one line; a budget below one rollout shortens the rollout (with a note)."""
     require(args, positive=("num_steps", "frame_stack", "learning_rate", "num_options", "log_interval"),
-            unit=("option_start_e", "option_end_e", "option_exploration_fraction"))  # fmt: skip
+            unit=("option_start_e", "option_end_e", "option_exploration_fraction"),
+            at_least_0=("option_diversity", "option_diversity_cap"))  # fmt: skip
     if args.total_timesteps < args.num_envs * args.num_steps:
         note(f"--num-steps {args.num_steps} -> {args.total_timesteps // args.num_envs}: the budget is one rollout")
         args = replace(args, num_steps=args.total_timesteps // args.num_envs)
@@ -368,7 +371,8 @@ def main(args: Args) -> Path:
             # ALGO LOGIC: one forward over the rollout and next_obs: Q_Omega, beta, intra-option policies
             q, beta, logits = agent.heads(agent.trunk(torch.cat([obs.flatten(0, 1), next_obs])))
             q, beta = q.view(-1, n, k), beta.view(-1, n, k)  # [T + 1, N, K]
-            div = diversity(logits[:batch_size]).mean()  # of the K policies at s_t (the options not acted under too)
+            div = diversity(logits[:batch_size])  # [T * N]: of the K policies at s_t (the options not acted under too)
+            bonus, div = (div.clamp(max=args.option_diversity_cap) if args.option_diversity_cap else div).mean(), div.mean()
             logits = logits[torch.arange(batch_size, device=device), options.reshape(-1)].view(args.num_steps, n, -1)
             probs = Categorical(logits=logits)  # pi_w(. | s_t) of the option acted under, [T, N, A]
             q_taken = pick(q[:-1], options)  # [T, N]
@@ -384,7 +388,7 @@ def main(args: Args) -> Path:
             not_first = 1.0 - torch.cat([firsts[1:], next_first[None].float()])  # s_{t+1} starts no game
             term_loss = termination_loss(q[1:], beta[1:], options, epsilon, args.termination_margin + args.deliberation_cost,
                                          not_first)  # fmt: skip
-            loss = pg_loss - args.ent_coef * entropy.mean() - args.option_diversity * div + v_loss * args.vf_coef + term_loss
+            loss = pg_loss - args.ent_coef * entropy.mean() - args.option_diversity * bonus + v_loss * args.vf_coef + term_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
