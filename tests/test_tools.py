@@ -41,9 +41,11 @@ def test_plot_curves_rolling_mean_and_png(tmp_path):
         writer.add_scalar("charts/episodic_return", r, 100 * (i + 1), walltime=1e9 + 10 * i + 7200 * (i >= 15))
     writer.close()
     out = run_script("tools/plot_curves", str(run), "--out", str(tmp_path / "curve.png"), "--window", "10", "--at", "950",
-                     "1000", "2050", "--labels", "mine", cwd=tmp_path).stdout  # fmt: skip
+                     "1000", "2050", "3100", "9000", "--labels", "mine", cwd=tmp_path).stdout  # fmt: skip
     # at step 2050: the window of the 10 games ending at step 2000 (returns 10..19); before 1000: no full window yet
-    assert f"mine, rolling mean of 10 games at steps: 950: -, 1000: 4.500, 2050: {returns[10:20].mean():.3f}" in out
+    # 3100: one gap (100 steps) past the last game still counts; 9000: past the run's end
+    at = f"950: -, 1000: 4.500, 2050: {returns[10:20].mean():.3f}, 3100: 24.500, 9000: -"
+    assert f"mine, rolling mean of 10 games at steps: {at}" in out
     assert f"30 games, last step 3000, rolling mean of last 10 games {returns[-10:].mean():.2f}, max 29" in out
     assert "0.08 h running from first to last point (10 agent steps/s; 2.08 h wall clock with 1 pauses)" in out
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -67,9 +67,14 @@ def main() -> None:
             f"max {values.max():g}, {running[-1] / 3600:.2f} h running from first to last point ({rate}; "
             f"{span / 3600:.2f} h wall clock with {pauses} pauses)"
         )
-        if opts.at:  # the rolling mean ending at the last point at or before each step ("-" before the first full window)
-            ends = [np.searchsorted(steps, s, side="right") - 1 for s in opts.at]
-            at = [f"{s}: {smooth[e - w + 1]:.3f}" if e >= w - 1 else f"{s}: -" for s, e in zip(opts.at, ends)]
+        if opts.at:  # the rolling mean ending at the last point at or before each step; "-" before the first full
+            # window and past the run's end (by more than its median gap between points)
+            ends, gap = (
+                [np.searchsorted(steps, s, side="right") - 1 for s in opts.at],
+                np.median(np.diff(steps)) if len(steps) > 1 else 0,
+            )
+            at = [f"{s}: {smooth[e - w + 1]:.3f}" if w - 1 <= e and s <= steps[-1] + gap else f"{s}: -"
+                  for s, e in zip(opts.at, ends)]  # fmt: skip
             print(f"  {label}, rolling mean of {w} {unit} at steps: {', '.join(at)}")
     ax.set_xlabel("agent steps")
     ax_t.set_xlabel(f"hours running (gaps > {opts.pause_minutes:g} min between {unit} left out)")
