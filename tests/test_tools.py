@@ -52,3 +52,6 @@ def test_plot_curves_rolling_mean_and_png(tmp_path):
     proc = run_script("tools/plot_curves", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png"), cwd=tmp_path,
                       check=False)  # fmt: skip
     assert proc.returncode != 0 and "is not a run folder" in proc.stderr
+    proc = run_script("tools/plot_curves", str(run), "--out", str(tmp_path / "x.png"), "--labels", "a", "b", cwd=tmp_path,
+                      check=False)  # fmt: skip
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: 2 --labels for 1 runs"

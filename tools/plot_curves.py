@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+", help="one legend label per run (default: the exp_name in its folder name)")
     parser.add_argument("--at", nargs="+", type=int, default=[], help="also print the rolling mean at these agent steps")
     opts = parser.parse_args()
+    if opts.labels and len(opts.labels) != len(opts.runs):
+        sys.exit(f"error: {len(opts.labels)} --labels for {len(opts.runs)} runs")
 
     import matplotlib
 
