@@ -345,7 +345,7 @@ def summarize(loaded: LoadedAgent, opts: EvalArgs, lives: list[dict], games: lis
             }
             if opts.env_id
             else {}
-        ),  # fmt: skip
+        ),
         "evaluation": {
             "mode": "deterministic" if opts.deterministic else "stochastic",
             "num_games_per_seed": opts.num_games,

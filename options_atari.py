@@ -285,6 +285,8 @@ def check_args(args: Args) -> Args:
     if args.total_timesteps < args.num_envs * args.num_steps:
         note(f"--num-steps {args.num_steps} -> {args.total_timesteps // args.num_envs}: the budget is one rollout")
         args = replace(args, num_steps=args.total_timesteps // args.num_envs)
+    if args.option_diversity_cap and not args.option_diversity:
+        sys.exit("error: --option-diversity-cap caps the diversity bonus: it needs --option-diversity > 0")
     args = replace(args, ram_info=args.ram_info or bool(args.intercept_shaping or args.tap_shaping))  # Phi reads the RAM
     if args.ram_info and env_protocol(args)["game"] != "breakout":
         sys.exit(f"error: --env-id {args.env_id!r}: --ram-info and the shaping flags read Breakout's RAM only")

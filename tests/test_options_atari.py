@@ -275,11 +275,18 @@ def test_smoke_run_logs_option_diagnostics_and_evaluate_adds_option_columns(trai
 def test_ram_path_with_shaping_logs_paddle_hit_diagnostics(tmp_path):
     """Shaping flags: the games run in ProcessVectorEnv with RamInfo; options/..._paddle_hit logged, checkpoint evaluable."""
     flags = dict(num_envs=2, num_steps=8, log_interval=1, total_timesteps=96, eval_episodes=0, runs_dir=str(tmp_path))
-    ckpt_path = oa.main(dataclasses.replace(oa.Args(), intercept_shaping=1.0, tap_shaping=0.1, **flags))
+    ckpt_path = oa.main(dataclasses.replace(oa.Args(), intercept_shaping=1.0, tap_shaping=0.1, option_diversity=0.3,
+                                            option_diversity_cap=0.5, **flags))  # fmt: skip
     ckpt = torch.load(ckpt_path, weights_only=True)
     assert ckpt["args"]["ram_info"] and ckpt["global_step"] == 96  # implied by the shaping flags
-    for tag in ("options/time_near_paddle_hit", "options/time_near_life_loss", "losses/value_loss"):
+    assert ckpt["args"]["option_diversity_cap"] == 0.5
+    for tag in ("options/time_near_paddle_hit", "options/time_near_life_loss", "losses/value_loss", "options/diversity"):
         assert len(tb_scalars(ckpt_path.parent, tag)) == 6, tag
+    assert all(0 <= v <= np.log(4) + 1e-6 for _, v in tb_scalars(ckpt_path.parent, "options/diversity"))  # uncapped
+    for bad, message in ((dict(option_diversity=-0.1), "must be >= 0"), (dict(option_diversity_cap=-1.0), "must be >= 0"),
+                         (dict(option_diversity_cap=0.4), "needs --option-diversity > 0")):  # fmt: skip
+        with pytest.raises(SystemExit, match=message):  # the last: a cap on no bonus would do nothing
+            oa.check_args(dataclasses.replace(oa.Args(), **bad))
     check_agent_acts(ckpt_path)  # evaluation: make_env, pixels only, the game score
     with pytest.raises(SystemExit, match="Breakout's RAM only"):
         oa.check_args(dataclasses.replace(oa.Args(), env_id="ALE/Pong-v5", tap_shaping=0.1))

@@ -71,10 +71,8 @@ def main() -> None:
         )
         if opts.at:  # the rolling mean ending at the last point at or before each step; "-" before the first full
             # window and past the run's end (by more than its median gap between points)
-            ends, gap = (
-                [np.searchsorted(steps, s, side="right") - 1 for s in opts.at],
-                np.median(np.diff(steps)) if len(steps) > 1 else 0,
-            )
+            ends = [np.searchsorted(steps, s, side="right") - 1 for s in opts.at]
+            gap = np.median(np.diff(steps)) if len(steps) > 1 else 0
             at = [f"{s}: {smooth[e - w + 1]:.3f}" if w - 1 <= e and s <= steps[-1] + gap else f"{s}: -"
                   for s, e in zip(opts.at, ends)]  # fmt: skip
             print(f"  {label}, rolling mean of {w} {unit} at steps: {', '.join(at)}")
