@@ -91,11 +91,16 @@ def test_check_free_memory_names_a_value_that_fits():
 def test_first_signal_stops_second_aborts(tmp_path):
     args = dataclasses.replace(ppo_atari.Args(), runs_dir=str(tmp_path), num_envs=1, total_timesteps=8, eval_episodes=0)
     run = Run(args, ppo_atari.__file__)
-    with pytest.raises(KeyboardInterrupt), run.loop(8):
-        os.kill(os.getpid(), signal.SIGINT)
-        assert run.stopping
-        os.kill(os.getpid(), signal.SIGTERM)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after an exception
+    # a known handler to restore: the process running this test (a pytest-xdist worker) may hold another one
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), run.loop(8):
+            os.kill(os.getpid(), signal.SIGINT)
+            assert run.stopping
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after an exception
+    finally:
+        signal.signal(signal.SIGINT, old)
     run.writer.close()
 
 
