@@ -7,7 +7,7 @@ Example: python dqn_per_dueling_atari.py --total-timesteps 1000000
 import os
 import random
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +22,7 @@ import tyro
 
 from common.checkpoint import write_atomic
 from common.contract import EPSILON_EVAL, env_protocol
-from common.run import Linear, Run, RunArgs, check_free_memory, note, require
+from common.run import Linear, Run, RunArgs, at_least, check_free_memory, require
 
 gym.register_envs(ale_py)
 
@@ -338,10 +338,7 @@ def check_args(args: Args) -> Args:
             unit=("gamma", "start_e", "end_e", "prioritized_replay_beta"))  # fmt: skip
     starts = max(args.learning_starts, args.num_envs * (args.n_step + 1))  # each env has a full n-step window
     size = max(args.buffer_size, args.num_envs * (max(starts // args.num_envs, args.n_step + args.frame_stack) + 1))
-    for name, value in (("learning_starts", starts), ("buffer_size", size)):
-        if value != getattr(args, name):
-            note(f"--{name.replace('_', '-')} {getattr(args, name)} -> {value}: the first updates need it")
-            args = replace(args, **{name: value})
+    args = at_least(args, "the first updates need it", learning_starts=starts, buffer_size=size)
     check_free_memory(args, "buffer_size", replay_bytes(args.buffer_size, args.num_envs), 84 * 84 + 3 + 32)  # 32: sum tree
     return args
 

@@ -5,7 +5,7 @@ Example: python dqn_ram_atari.py --total-timesteps 3000000
 
 import random
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +22,7 @@ from common.contract import EPSILON_EVAL, env_protocol
 from common.envs import ProcessVectorEnv
 from common.episodes import EpisodeStats
 from common.ram_features import INTERCEPT, NUM_FEATURES, TAP, VERSION, RamFeatureObservation
-from common.run import Linear, Run, RunArgs, note, require
+from common.run import Linear, Run, RunArgs, at_least, require
 
 gym.register_envs(ale_py)
 
@@ -321,10 +321,7 @@ def check_args(args: Args) -> Args:
             unit=("gamma", "start_e", "end_e", "prioritized_replay_beta"))  # fmt: skip
     starts = max(args.learning_starts, args.num_envs * (max(args.n_step, TAP_HORIZON) + 1))  # full windows: n-step, tap
     size = max(args.buffer_size, args.num_envs * (starts // args.num_envs + 1))
-    for name, value in (("learning_starts", starts), ("buffer_size", size)):
-        if value != getattr(args, name):
-            note(f"--{name.replace('_', '-')} {getattr(args, name)} -> {value}: the first updates need it")
-            args = replace(args, **{name: value})
+    args = at_least(args, "the first updates need it", learning_starts=starts, buffer_size=size)
     return args
 
 

@@ -5,7 +5,7 @@ Example: python hybrid_atari.py --total-timesteps 2000000
 
 import random
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +20,7 @@ import tyro
 
 from common.contract import EPSILON_EVAL, env_protocol
 from common.ram_features import NUM_FEATURES, VERSION, RamFeatureObservation
-from common.run import Linear, Run, RunArgs, check_free_memory, note, require
+from common.run import Linear, Run, RunArgs, at_least, check_free_memory, require
 
 gym.register_envs(ale_py)
 
@@ -325,10 +325,7 @@ def check_args(args: Args) -> Args:
             unit=("gamma", "start_e", "end_e", "prioritized_replay_beta", "ram_dropout"))  # fmt: skip
     starts = max(args.learning_starts, args.num_envs * (args.n_step + 1))  # each env has a full n-step window
     size = max(args.buffer_size, args.num_envs * (max(starts // args.num_envs, args.n_step + args.frame_stack) + 1))
-    for name, value in (("learning_starts", starts), ("buffer_size", size)):
-        if value != getattr(args, name):
-            note(f"--{name.replace('_', '-')} {getattr(args, name)} -> {value}: the first updates need it")
-            args = replace(args, **{name: value})
+    args = at_least(args, "the first updates need it", learning_starts=starts, buffer_size=size)
     slot = 84 * 84 + 3 + 4 * NUM_FEATURES  # a frame, action, reward, flags and the RAM features
     check_free_memory(args, "buffer_size", args.buffer_size * slot + 32 * args.buffer_size, slot + 32)  # 32: sum tree
     return args

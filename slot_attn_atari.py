@@ -7,7 +7,7 @@ Example: python slot_attn_atari.py --total-timesteps 1000000
 import os
 import random
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -21,8 +21,8 @@ import torch.optim as optim
 import tyro
 
 from common.checkpoint import CheckpointError, load_checkpoint
-from common.contract import EPSILON_EVAL, env_protocol
-from common.run import Linear, Run, RunArgs, check_free_memory, note, require
+from common.contract import EPSILON_EVAL, env_protocol, overlay_masks
+from common.run import Linear, Run, RunArgs, at_least, check_free_memory, require
 
 gym.register_envs(ale_py)
 
@@ -76,6 +76,8 @@ class Args(RunArgs):
     """slot_pretrain_atari.py's checkpoint: the slot encoder (K slots from it); relative: from here, else from the repo"""
     slot_iters: int = 3
     """Slot Attention iterations per step (Locatello et al.: 3, more allowed at test time); warm starts from the last step"""
+    end_to_end: bool = False
+    """if toggled, the TD loss fine-tunes the encoder too (replay: its inputs, 29 KB per step, not slots; for GPU machines)"""
 
 
 # Copied from dqn_per_dueling_atari.FireOnReset
@@ -149,13 +151,17 @@ def nstep_targets(rewards, terms, truncs, gamma: float):
 
 TERM, TRUNC, FINAL, REPO = 1, 2, 8, Path(__file__).resolve().parent  # flag bits: terminated, truncated, a game's final obs
 SLOT_DIM, GRID, VEL_SCALE, PRIOR_SCALE = 64, 42, 10.0, 0.1  # slot size D, 42x42 tokens, velocity scale, warm slots' scale
-COLOURS = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-                    (70, 240, 240), (240, 50, 230)], np.float32)  # per slot, cycled (Trubetskoy's colours)  # fmt: skip
+
+
+def replay_rows(features, inputs, end_to_end: bool) -> np.ndarray:
+    """A step's float16 replay rows: slot features [B, K, D + 4]; --end-to-end: encode()'s (state, first, frames), flat."""
+    rows = torch.cat([x.reshape(len(x), -1).half().cpu() for x in inputs], 1) if end_to_end else features
+    return rows.half().cpu().numpy()
 
 
 class ReplayMemory:
     """dqn_per_dueling_atari.ReplayMemory (env e owns slots [e*L, (e+1)*L), a FINAL one per game end), uniform, storing
-    each step's slot features [K, D + 4] float16 (816 B), a whole observation, instead of a frame. Not checkpointed."""
+    a step's float16 row, a whole observation: slot features [K, D + 4], 816 B (--end-to-end: 29 KB). Not checkpointed."""
 
     def __init__(self, buffer_size, num_envs, row_shape, n_step, gamma):
         self.L, self.num_envs, self.n, self.gamma = buffer_size // num_envs, num_envs, n_step, gamma
@@ -272,19 +278,15 @@ class QNetwork(nn.Module):
         self.advantage = nn.Sequential(nn.Linear(dim, 512), nn.ReLU(), nn.Linear(512, n_actions))
 
     def forward(self, x):
-        """Q-values [B, A] of slot features [B, K, D + 4] (the encoder's, or the replay's float16 copies)."""
+        """Q-values [B, A] of slot features [B, K, D + 4], or of --end-to-end replay rows [B, P], encoded here (with grad)."""
+        if x.dim() == 2:  # the TD loss reaches the encoder through this step; backprop stops at the last step's slots
+            state, first, frames = x.float().split([x.shape[1] - 1 - 2 * 84 * 84, 1, 2 * 84 * 84], 1)
+            x = self.encoder.encode(frames.view(-1, 2, 84, 84), state.view(len(x), -1, SLOT_DIM + 4), first[:, 0] > 0)[0]
         hidden = self.transformer(torch.cat([self.cls.expand(len(x), -1, -1), self.embed(x.float())], 1))[:, 0]  # [B, D]
         if hidden.requires_grad:  # two streams' gradients enter the trunk: rescale by 1/sqrt(2) (Wang et al. 2016)
             hidden.register_hook(lambda grad: grad / np.sqrt(2))
         value, advantage = self.value(hidden), self.advantage(hidden)  # [B, 1], [B, A]
         return value + advantage - advantage.mean(1, keepdim=True)  # the identifiable dueling aggregation
-
-
-def overlay_masks(frame_rgb, masks, alpha: float = 0.5):
-    """Each slot's mask [K, h, w] (in [0, 1], resized to the frame) in its own colour over frame_rgb uint8 [H, W, 3]."""
-    m = F.interpolate(torch.as_tensor(masks, dtype=torch.float32)[None], size=frame_rgb.shape[:2], mode="nearest")[0].numpy()
-    colour = np.einsum("khw,kc->hwc", m, COLOURS[np.arange(len(m)) % len(COLOURS)])
-    return (frame_rgb * (1 - alpha * m.sum(0)[..., None]) + alpha * colour).clip(0, 255).astype(np.uint8)
 
 
 class QAgent:
@@ -293,9 +295,9 @@ class QAgent:
 
     score_kind = "q_values"
 
-    def __init__(self, net: QNetwork, device: torch.device):
+    def __init__(self, net: QNetwork, device: torch.device, num_envs: int = 0):
         self.net, self.device, self.epsilon = net.eval(), device, EPSILON_EVAL
-        self.reset(0)
+        self.reset(num_envs)
 
     def reset(self, num_envs: int) -> None:  # every game slot starts a game: the mean initialisation at its next act
         K, D = self.net.encoder.slot_attention.mu.shape
@@ -335,11 +337,9 @@ def slot_checkpoint(args: Args) -> dict:
     """--slot-checkpoint (relative: from here, else from the repo), loaded; a one-line exit unless slot_pretrain_atari.py's."""
     path = Path(args.slot_checkpoint) if Path(args.slot_checkpoint).exists() else REPO / args.slot_checkpoint
     try:
-        if (ckpt := load_checkpoint(path))["script"] != "slot_pretrain_atari":
-            raise CheckpointError(f"{path} was written by {ckpt['script']}.py, not slot_pretrain_atari.py")
+        return load_checkpoint(path, script="slot_pretrain_atari")
     except CheckpointError as e:
         sys.exit(f"error: --slot-checkpoint: {e} (pre-train one with: python slot_pretrain_atari.py)")
-    return ckpt
 
 
 def check_args(args: Args) -> Args:
@@ -353,11 +353,8 @@ def check_args(args: Args) -> Args:
     num_slots = 8 if args.resume else len(slot_checkpoint(args)["model"]["encoder.slot_attention.mu"])  # 8: a bound
     starts = max(args.learning_starts, args.num_envs * (args.n_step + 1))  # each env has a full n-step window
     size = max(args.buffer_size, args.num_envs * (max(starts // args.num_envs, args.n_step) + 1))
-    for name, value in {"learning_starts": starts, "buffer_size": size}.items():
-        if value != getattr(args, name):
-            note(f"--{name.replace('_', '-')} {getattr(args, name)} -> {value}: the first updates need it")
-            args = replace(args, **{name: value})
-    row = 2 * num_slots * (SLOT_DIM + 4) + 3  # float16 row, action, reward, flags
+    args = at_least(args, "the first updates need it", learning_starts=starts, buffer_size=size)
+    row = 2 * (num_slots * (SLOT_DIM + 4) + args.end_to_end * (1 + 2 * 84 * 84)) + 3  # float16 row, action, reward, flags
     check_free_memory(args, "buffer_size", args.buffer_size * row, row)
     return args
 
@@ -383,7 +380,8 @@ def main(args: Args) -> Path:
     q_network.encoder.load_state_dict({k[8:]: v for k, v in phase_1.items() if k.startswith("encoder.")})
     target_network.load_state_dict(q_network.state_dict())
     optimizer = optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=1.5e-4, fused=device.type in ("cpu", "cuda"))
-    memory = ReplayMemory(args.buffer_size, args.num_envs, (num_slots, SLOT_DIM + 4), args.n_step, args.gamma)
+    shape = (num_slots * (SLOT_DIM + 4) + 1 + 2 * 84 * 84,) if args.end_to_end else (num_slots, SLOT_DIM + 4)  # a row
+    memory = ReplayMemory(args.buffer_size, args.num_envs, shape, args.n_step, args.gamma)
     num_updates, update_due = 0, 0
 
     run.attach(q_network, optimizer, lambda step: {"target_model": target_network.state_dict(), "num_updates": num_updates,
@@ -395,9 +393,9 @@ def main(args: Args) -> Path:
     epsilon_at = run.schedule("epsilon", Linear(0, args.start_e, int(args.exploration_fraction * args.total_timesteps),
                                                 args.end_e), stretch=False)  # fmt: skip
 
-    agent = QAgent(q_network, device)  # evaluate.py's agent: warm-started slots per game, the mean init at a game start
+    agent = QAgent(q_network, device, args.num_envs)  # evaluate.py's agent: warm-started slots, the mean init per game
     next_obs, _ = envs.reset(seed=args.seed + global_step)
-    q_network.encoder.requires_grad_(False)  # the DQN on frozen slots (the OCRL "frozen" setting, Yoon et al. 2023)
+    q_network.encoder.requires_grad_(args.end_to_end)  # default: the DQN on frozen slots (OCRL's "frozen", Yoon et al. 2023)
     with run.loop(num_iterations * args.num_envs):
         for iteration in range(global_step // args.num_envs + 1, num_iterations + 1):
             if run.stopping:
@@ -406,6 +404,7 @@ def main(args: Args) -> Path:
 
             # ALGO LOGIC: epsilon-greedy action on the slots of s_t
             agent.epsilon = epsilon = epsilon_at(global_step)
+            inputs = agent.state, agent.first.clone(), torch.from_numpy(next_obs[:, -2:])  # the encoder's (--end-to-end)
             actions, slots = agent.act(next_obs, greedy=False)[0], agent.state  # slots [N, K, D + 4]
             next_obs, reward, terminations, truncations, infos = envs.step(actions)
             games = run.episodes(global_step, reward, terminations, truncations, infos["lives"])
@@ -415,9 +414,10 @@ def main(args: Args) -> Path:
             if over.any():
                 with torch.no_grad():
                     frames = torch.from_numpy(infos["final_obs"][over, -2:]).to(device)  # agent.first[over]: all False
-                    final = q_network.encoder.encode(frames, slots[over], agent.first[over])[0].half().cpu().numpy()
+                    final = q_network.encoder.encode(frames, slots[over], agent.first[over])[0]
+                    final = replay_rows(final, (slots[over], agent.first[over], frames), args.end_to_end)
                 agent.first[torch.from_numpy(over)] = True  # the next game: the mean initialisation
-            memory.add(slots.half().cpu().numpy(), actions, reward, terminations, truncations, over, final)
+            memory.add(replay_rows(slots, inputs, args.end_to_end), actions, reward, terminations, truncations, over, final)
 
             # ALGO LOGIC: one update of batch_size per train_frequency agent steps
             if len(memory) > args.learning_starts:

@@ -23,7 +23,7 @@ import tyro
 from scipy.optimize import linear_sum_assignment
 
 from common.checkpoint import CheckpointError
-from common.contract import ContractError, env_protocol, load_agent
+from common.contract import ContractError, env_protocol, load_agent, overlay_masks
 from common.events import decode_ram
 from common.run import Run, RunArgs, note, require
 
@@ -135,8 +135,6 @@ SCREEN, PADDLE_Y, TRACK_PX = np.array([160.0, 210.0], np.float32), 191.0, 4.0  #
 BALL_MAX_Y = 196  # the ball is drawn only while its top row is at most 196 (OCAtari ocatari/ram/breakout.py; checked)
 SIGMA = torch.tensor([[3.0, 4.0], [6.0, 4.0]])  # px, x and y, of the Gaussians at the ball (2x4 px) and the paddle (16x4)
 MOTION_WEIGHT, TAU = 10.0, 0.1  # extra reconstruction weight of the pixels that changed; contrast temperature
-COLOURS = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-                    (70, 240, 240), (240, 50, 230)], np.float32)  # per slot, cycled (Trubetskoy's colours)  # fmt: skip
 
 
 # Copied from slot_attn_atari.SlotAttention
@@ -221,14 +219,6 @@ class SlotAutoencoder(nn.Module):
         """slots [B, K, D] -> reconstruction [B, 2, 42, 42] of the 2x2-max-pooled frames (masks softmaxed over slots)."""
         out = self.decoder(self.dec_slot(slots)[:, :, None] + self.dec_position(self.encoder.grid))  # [B, K, N, 3]
         return (out[..., 2:].softmax(1) * out[..., :2]).sum(1).transpose(1, 2).reshape(-1, 2, GRID, GRID)
-
-
-# Copied from slot_attn_atari.overlay_masks
-def overlay_masks(frame_rgb, masks, alpha: float = 0.5):
-    """Each slot's mask [K, h, w] (in [0, 1], resized to the frame) in its own colour over frame_rgb uint8 [H, W, 3]."""
-    m = F.interpolate(torch.as_tensor(masks, dtype=torch.float32)[None], size=frame_rgb.shape[:2], mode="nearest")[0].numpy()
-    colour = np.einsum("khw,kc->hwc", m, COLOURS[np.arange(len(m)) % len(COLOURS)])
-    return (frame_rgb * (1 - alpha * m.sum(0)[..., None]) + alpha * colour).clip(0, 255).astype(np.uint8)
 
 
 def mask_grid(frames, attn, rows: int = 4):

@@ -158,8 +158,11 @@ def write_atomic(payload: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate a checkpoint; raise CheckpointError with a one-line reason otherwise."""
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", script: str | None = None
+) -> dict[str, Any]:
+    """Load and validate a checkpoint (written by ``script``.py, if given); raise CheckpointError with a one-line reason
+    otherwise."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path}: no such file")
@@ -179,6 +182,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing keys {missing}")
+    if script is not None and ckpt["script"] != script:
+        raise CheckpointError(f"checkpoint {path}: written by {ckpt['script']}.py, not {script}.py")
     if ckpt.get("model_dtype") == "float16":  # a half-precision shared checkpoint: the networks run in float32
         ckpt["model"] = {k: v.float() if v.dtype == torch.float16 else v for k, v in ckpt["model"].items()}
     return ckpt

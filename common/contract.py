@@ -43,13 +43,25 @@ from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from common.checkpoint import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EPSILON_EVAL = 0.001  # value agents' evaluation epsilon (van Hasselt et al. 2016, tuned Double DQN; Dopamine)
 SCORE_KINDS = ("q_values", "logits")
+MASK_COLOURS = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+                         (70, 240, 240), (240, 50, 230)], np.float32)  # per mask, cycled (Trubetskoy's colours)  # fmt: skip
+
+
+def overlay_masks(frame_rgb: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """For an agent's ``overlay``: each mask of ``masks`` [K, h, w] (in [0, 1], resized to the frame, nearest) in its own
+    colour of MASK_COLOURS over ``frame_rgb`` uint8 [H, W, 3], at opacity ``alpha`` where the mask is 1."""
+    m = F.interpolate(torch.as_tensor(masks, dtype=torch.float32)[None], size=frame_rgb.shape[:2], mode="nearest")[0].numpy()
+    colour = np.einsum("khw,kc->hwc", m, MASK_COLOURS[np.arange(len(m)) % len(MASK_COLOURS)])
+    return (frame_rgb * (1 - alpha * m.sum(0)[..., None]) + alpha * colour).clip(0, 255).astype(np.uint8)
 
 
 def env_protocol(args: Any) -> dict[str, Any]:

@@ -96,11 +96,9 @@ def typed_flags(args: Any, script: str, argv: Optional[list[str]] = None) -> set
 def resume_args(args: Any, script: str, argv: Optional[list[str]] = None) -> tuple[Any, dict]:
     """``--resume``: the saved Args with the typed RESUMABLE flags applied; one-line exit for anything else."""
     try:
-        ckpt = load_checkpoint(args.resume)
+        ckpt = load_checkpoint(args.resume, script=script)
     except CheckpointError as e:
         sys.exit(f"error: --resume: {e}")
-    if ckpt["script"] != script:
-        sys.exit(f"error: --resume: {args.resume} was written by {ckpt['script']}.py, not {script}.py")
     if "resume" not in ckpt:
         sys.exit(f"error: --resume: {args.resume} has no resume state (a stripped checkpoint); evaluate it instead")
     fields = {f.name: f for f in dataclasses.fields(args)}
@@ -152,6 +150,15 @@ def check_free_memory(args: Any, flag: str, need: int, bytes_per_unit: int, avai
         hint = f"try --{flag.replace('_', '-')} {fit}" if fit else "free some memory first"
         sys.exit(f"error: --{flag.replace('_', '-')} {getattr(args, flag)} needs {need / 1e9:.2f} GB of memory, "
                  f"{available / 1e9:.2f} GB is free; {hint}")  # fmt: skip
+
+
+def at_least(args: Any, why: str, **minimums: int) -> Any:
+    """``args`` with each named field raised to its minimum where below it, with a one-line note saying why."""
+    for name, value in minimums.items():
+        if value > getattr(args, name):
+            note(f"--{name.replace('_', '-')} {getattr(args, name)} -> {value}: {why}")
+            args = dataclasses.replace(args, **{name: value})
+    return args
 
 
 def note(message: str) -> None:

@@ -42,8 +42,10 @@ def test_round_trip_is_plain_data_and_atomic(tmp_path):
     raw = torch.load(path, weights_only=True)  # never unpickles code
     assert raw["format_version"] == ck.FORMAT_VERSION and raw["args"] == {"seed": 1, "env_id": "BreakoutNoFrameskip-v4"}
     assert raw["versions"]["torch"] == version("torch") and raw["versions"]["ale-py"] == version("ale-py")
-    loaded = ck.load_checkpoint(path)
+    loaded = ck.load_checkpoint(path, script="ppo_atari")
     assert loaded["global_step"] == 42 and torch.equal(loaded["model"]["w"], torch.arange(6.0).reshape(2, 3))
+    with pytest.raises(ck.CheckpointError, match=r"a\.pt: written by ppo_atari\.py, not dqn_ram_atari\.py$"):
+        ck.load_checkpoint(path, script="dqn_ram_atari")
 
 
 def test_write_fsyncs_the_file_then_renames_then_fsyncs_the_folder(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import torch
 import dqn_per_dueling_atari as dqn
 import ppo_atari
 from common.checkpoint import save_checkpoint
-from common.run import Linear, Run, check_free_memory, check_run_args, require, resume_args, typed_flags
+from common.run import Linear, Run, at_least, check_free_memory, check_run_args, require, resume_args, typed_flags
 from conftest import TINY, one_line_error, run_script, tb_scalars
 
 
@@ -42,6 +42,12 @@ def test_resume_applies_a_typed_flag_equal_to_its_default(tmp_path):
     assert args.total_timesteps == 10_000_000 and args.num_envs == 4 and args.resume == path
     args, _ = resume_args(typed, "ppo_atari", ["ppo_atari.py", "--resume", path])  # not typed: the saved 2M
     assert args.total_timesteps == 2_000_000
+
+
+def test_resume_refuses_another_scripts_checkpoint(tmp_path):
+    args = dataclasses.replace(dqn.Args(), resume=saved_run(tmp_path))
+    with pytest.raises(SystemExit, match=r"^error: --resume: checkpoint .*ppo_atari\.pt: written by ppo_atari\.py, not dqn_"):
+        resume_args(args, "dqn_per_dueling_atari", ["dqn_per_dueling_atari.py"])
 
 
 def test_resume_refuses_a_changed_flag_it_cannot_apply(tmp_path):
@@ -78,6 +84,13 @@ def test_require_and_shared_checks():
             check_run_args(dataclasses.replace(args, **change))
     with pytest.raises(SystemExit, match="--save-buffer writes"):
         check_run_args(dataclasses.replace(dqn.Args(), save_buffer=True, save_model=False))
+
+
+def test_at_least_raises_only_what_is_below_its_minimum_and_says_why(capsys):
+    args = dataclasses.replace(dqn.Args(), learning_starts=10, buffer_size=5000)
+    out = at_least(args, "the first updates need it", learning_starts=64, buffer_size=4000)
+    assert (out.learning_starts, out.buffer_size, args.learning_starts) == (64, 5000, 10)
+    assert capsys.readouterr().err == "note: --learning-starts 10 -> 64: the first updates need it\n"
 
 
 def test_check_free_memory_names_a_value_that_fits():

@@ -17,6 +17,7 @@ import torch
 
 import slot_attn_atari as sa
 import slot_pretrain_atari as sp
+from common.contract import MASK_COLOURS, overlay_masks
 from conftest import ENV, REPO, TINY, check_agent_acts, one_line_error, run_script, tb_scalars
 
 PRETRAIN = TINY["slot_pretrain_atari"]
@@ -25,7 +26,7 @@ FLAGS = TINY["slot_attn_atari"] + ["--eval-episodes", "0"]
 
 # ---------------------------------------------------------------- Slot Attention (shared by both scripts)
 def test_shared_constants_are_the_same_in_both_scripts():
-    for name in ("SLOT_DIM", "GRID", "VEL_SCALE", "PRIOR_SCALE", "COLOURS"):
+    for name in ("SLOT_DIM", "GRID", "VEL_SCALE", "PRIOR_SCALE"):
         np.testing.assert_array_equal(getattr(sa, name), getattr(sp, name), err_msg=name)
 
 
@@ -187,12 +188,12 @@ def test_overlay_writes_each_slot_colour_where_its_mask_is_1():
     masks = np.zeros((3, 4, 3), np.float32)  # K = 3 masks on a coarser 4x3 grid: each cell covers 2x2 frame pixels
     masks[1, 0, 0] = masks[2, 3, 2] = 1.0
     masks[0] = 1 - masks[1] - masks[2]
-    out = sa.overlay_masks(frame, masks, alpha=0.5)
+    out = overlay_masks(frame, masks, alpha=0.5)
     assert out.shape == frame.shape and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[:2, :2], np.broadcast_to(50 + sa.COLOURS[1] / 2, (2, 2, 3)).astype(np.uint8))
-    np.testing.assert_array_equal(out[6:, 4:], np.broadcast_to(50 + sa.COLOURS[2] / 2, (2, 2, 3)).astype(np.uint8))
-    np.testing.assert_array_equal(out[3, 3], (50 + sa.COLOURS[0] / 2).astype(np.uint8))
-    np.testing.assert_array_equal(sa.overlay_masks(frame, masks, alpha=1.0)[0, 0], sa.COLOURS[1].astype(np.uint8))
+    np.testing.assert_array_equal(out[:2, :2], np.broadcast_to(50 + MASK_COLOURS[1] / 2, (2, 2, 3)).astype(np.uint8))
+    np.testing.assert_array_equal(out[6:, 4:], np.broadcast_to(50 + MASK_COLOURS[2] / 2, (2, 2, 3)).astype(np.uint8))
+    np.testing.assert_array_equal(out[3, 3], (50 + MASK_COLOURS[0] / 2).astype(np.uint8))
+    np.testing.assert_array_equal(overlay_masks(frame, masks, alpha=1.0)[0, 0], MASK_COLOURS[1].astype(np.uint8))
     grid = sp.mask_grid(np.zeros((5, 2, 84, 84), np.uint8), torch.softmax(torch.randn(5, 3, sa.GRID**2), 1), rows=2)
     assert grid.shape == (2 * 84, 4 * 84, 3) and grid.dtype == np.uint8
 
@@ -236,6 +237,24 @@ def test_dqn_starts_from_the_pretrained_encoder_and_keeps_it_frozen(pretrained, 
     assert encoder and all(torch.equal(phase_1[k], phase_2[k]) for k in encoder)
     assert torch.load(smoke[0], weights_only=True)["resume"]["num_updates"] > 50
     assert tb_scalars(smoke[0].parent, "losses/td_loss")
+
+
+def test_end_to_end_fine_tunes_the_encoder_from_replayed_inputs(pretrained, tmp_path):
+    run_script("slot_attn_atari", *FLAGS, "--slot-checkpoint", str(pretrained[0]), "--end-to-end", cwd=tmp_path)
+    (ckpt,) = tmp_path.glob("runs/*/slot_attn_atari.pt")
+    phase_1, phase_2 = (torch.load(p, weights_only=True)["model"] for p in (pretrained[0], ckpt))
+    changed = [k for k in phase_2 if k.startswith("encoder.") and not torch.equal(phase_1[k], phase_2[k])]
+    assert any(k.startswith("encoder.cnn.") for k in changed) and any(".slot_attention.gru." in k for k in changed)
+    check_agent_acts(ckpt)
+    # a replay row holds what encode() took (last step's features, new-game flag, 2 frames): the network re-encodes it
+    net = sa.make_agent(torch.load(ckpt, weights_only=True), torch.device("cpu")).net
+    state, first = torch.randn(3, 6, sa.SLOT_DIM + 4), torch.tensor([True, False, False])
+    frames = torch.randint(0, 256, (3, 2, 84, 84), dtype=torch.uint8)
+    rows = torch.from_numpy(sa.replay_rows(None, (state, first, frames), end_to_end=True))
+    assert rows.shape == (3, 6 * (sa.SLOT_DIM + 4) + 1 + 2 * 84 * 84)
+    with torch.no_grad():
+        features = net.encoder.encode(frames, state.half().float(), first)[0]
+        torch.testing.assert_close(net(rows), net(features), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("bad", ["missing.pt", "checkpoints/ppo_atari_breakout.pt"])
