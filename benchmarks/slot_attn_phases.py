@@ -4,6 +4,7 @@ against dqn_per_dueling_atari.py's, in one run.
     python benchmarks/slot_attn_phases.py --pretrain-updates 1000 --repeats 0 --save /tmp/slots.pt
     python benchmarks/slot_attn_phases.py --slot-checkpoint /tmp/slots.pt --track-only
     python benchmarks/slot_attn_phases.py --slot-checkpoint /tmp/slots.pt --dqn-steps 6000 --learning-starts 2000 --repeats 3
+    python benchmarks/slot_attn_phases.py --slot-checkpoint /tmp/slots.pt --track-frames 0 --end-to-end --dqn-steps 3000
 
 Phase 1 runs slot_pretrain_atari.main (frame collection, then the slot autoencoder's updates) with its defaults except the
 flags given here: its wall times and updates per second. Then (or for --slot-checkpoint) the tracking accuracy on held-out
@@ -87,12 +88,13 @@ def main() -> None:
     parser.add_argument("--pretrain-flags", default="", help="more slot_pretrain_atari.py flags, e.g. '--recon-weight 0'")
     parser.add_argument("--slot-checkpoint", default=None, help="skip phase 1: measure this slot_pretrain_atari.py checkpoint")
     parser.add_argument("--save", default=None, help="copy phase 1's checkpoint here")
-    parser.add_argument("--track-frames", type=int, default=1600, help="held-out frames per tracking measurement")
+    parser.add_argument("--track-frames", type=int, default=1600, help="held-out frames per tracking measurement (0: none)")
     parser.add_argument("--track-only", action="store_true", help="no DQN phases")
     parser.add_argument("--masks-png", default=None, help="write the slots' masks on 4 held-out frames here (PNG)")
     parser.add_argument("--dqn-steps", type=int, default=6000, help="agent steps of each DQN run")
     parser.add_argument("--learning-starts", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=1, help="DQN runs of each script (0: none)")
+    parser.add_argument("--end-to-end", action="store_true", help="also time slot_attn_atari.py --end-to-end (a third row)")
     opts = parser.parse_args()
     print(f"machine: {cpu_model()} | {os.cpu_count()} cores | {torch.get_num_threads()} torch threads | torch "
           f"{torch.__version__} | load average {os.getloadavg()[0]:.1f}")  # fmt: skip
@@ -112,7 +114,8 @@ def main() -> None:
               f"{r['slots/position_loss']:.4f}, spread {r['slots/spread_loss']:.4f}, contrast "
               f"{r['slots/contrast_loss']:.4f}")  # fmt: skip
     t0 = time.time()
-    for name, (ball, paddle, seen, in_play) in held_out_tracking(path, opts.track_frames, opts.masks_png).items():
+    tracking = held_out_tracking(path, opts.track_frames, opts.masks_png) if opts.track_frames else {}  # 0: not measured
+    for name, (ball, paddle, seen, in_play) in tracking.items():
         print(f"tracking within {sp.TRACK_PX:g} px on {opts.track_frames} new frames, {name:14s}: ball {ball:.3f} "
               f"(ball on screen in {seen:.1%} of frames, in play in {in_play:.1%}: of the in-play frames, >= "
               f"{ball * seen / in_play:.3f}), paddle {paddle:.3f}")  # fmt: skip
@@ -121,14 +124,20 @@ def main() -> None:
         return
     common = dict(total_timesteps=opts.dqn_steps, learning_starts=opts.learning_starts, eval_episodes=0, save_model=False,
                   progress=False, checkpoint_every=0)  # fmt: skip
-    runs = {"slot_attn_atari (frozen slots)": [], "dqn_per_dueling_atari": []}
+    runs = {"slot_attn_atari (frozen slots)": [], "dqn_per_dueling_atari": []} | ({"slot_attn_atari --end-to-end": []}
+                                                                                   if opts.end_to_end else {})  # fmt: skip
     for _ in range(opts.repeats):
         runs["slot_attn_atari (frozen slots)"].append(train_sps(sa, replace(sa.Args(), slot_checkpoint=path, **common)))
         runs["dqn_per_dueling_atari"].append(train_sps(dqn, replace(dqn.Args(), **common)))
+        if opts.end_to_end:  # its replay holds 29 KB per step: the buffer is what the run needs, not the default 1M
+            e2e = replace(sa.Args(), slot_checkpoint=path, end_to_end=True, buffer_size=opts.dqn_steps + 64, **common)
+            runs["slot_attn_atari --end-to-end"].append(train_sps(sa, e2e))
     for name, sps in runs.items():
         print(f"{name:31s} training SPS (median of {opts.repeats}): {statistics.median(sps):7.1f}   runs: "
               f"{', '.join(f'{x:.1f}' for x in sps)}")  # fmt: skip
     med = [statistics.median(v) for v in runs.values()]
+    if opts.end_to_end:
+        print(f"slot DQN --end-to-end / frozen slots: {med[2] / med[0]:.3f}, / pixel DQN: {med[2] / med[1]:.3f}")
     print(f"slot DQN / pixel DQN: {med[0] / med[1]:.2f}  ({opts.dqn_steps} agent steps, learning starts "
           f"{opts.learning_starts}, 8 envs, the scripts' defaults otherwise; load average "
           f"{os.getloadavg()[0]:.1f})")  # fmt: skip

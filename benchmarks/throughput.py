@@ -18,7 +18,10 @@ Each repeat measures, in this order and in one process (the thread settings main
   update are the script's overhead, not floor). Act and learn are each timed on 1 torch thread and on the count main()
   left, and the faster counts: the floor is the best this machine does, whatever thread layout the script chose.
 Floor model (seconds per agent step): serial, 1 / (env + act + learn); a script whose main() calls `envs.step_async(`
-steps its games in another process while it learns, so 1 / (act + max(env, learn)). The ratio is training / floor.
+steps its games in another process while it learns, so 1 / (act + max(env, learn)). Either way the parts' CPU time
+(this process, its threads and its child processes, from /proc) must fit on the machine's cores: per agent step no less
+than (env_cpu + act_cpu + learn_cpu) / cores, which binds when overlapped parts each use most of the cores (the RAM
+script's games, on 2 threads, beside its learner). The ratio is training / floor.
 """
 
 from __future__ import annotations
@@ -67,18 +70,31 @@ def make_envs(mod, args):
     return gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all its threads) and its live child processes (Linux: /proc)."""
+    total, tick = time.process_time(), os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for listing in Path("/proc/self/task").glob("*/children"):
+        for pid in listing.read_text().split():
+            try:  # after the ")" that ends the command name: utime and stime are fields 12 and 13 (0-based 11, 12)
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, IndexError, ValueError):  # the child exited meanwhile
+                pass
+    return total
+
+
 def env_sps(mod, args, steps: int):
-    """(agent steps per second of the env alone, its observation space, its number of actions)."""
+    """(agent steps per second of the env alone, its CPU seconds per agent step, its observation space, its actions)."""
     envs = make_envs(mod, args)
     envs.reset(seed=0)
     actions = np.random.default_rng(0).integers(0, envs.single_action_space.n, size=(steps, args.num_envs))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     for t in range(steps):
         envs.step(actions[t])
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     space, n = envs.single_observation_space, envs.single_action_space.n
     envs.close()
-    return steps * args.num_envs / elapsed, space, n
+    return steps * args.num_envs / elapsed, cpu / (steps * args.num_envs), space, n
 
 
 def train_sps(mod, args) -> float:
@@ -106,16 +122,17 @@ def observations(space, n: int, rng):
     return (torch.from_numpy(rng.uniform(-1, 1, (n, *space.shape)).astype(space.dtype)),)
 
 
-def timed(fn, reps: int) -> float:
-    """Median seconds of fn() over reps calls, after 3 warm-up calls."""
+def timed(fn, reps: int) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds, all threads) of fn() over reps calls, after 3 warm-up calls."""
     for _ in range(3):
         fn()
-    times = []
+    times, cpus = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(times), statistics.median(cpus)
 
 
 def floor_parts(mod, script: str, args, space, n_actions: int, reps: int) -> dict:
@@ -200,8 +217,9 @@ def floor_parts(mod, script: str, args, space, n_actions: int, reps: int) -> dic
     for name, fn, calls, scale in (("act", act, reps * 10, 1 / args.num_envs), ("learn", update, reps, updates_per_step)):
         for t in sorted({1, threads}):  # the faster of one torch thread and the script's count: a floor
             torch.set_num_threads(t)
-            out[name], out[f"{name}_threads"] = min((out.get(name, np.inf), out.get(f"{name}_threads")),
-                                                    (timed(fn, calls) * scale, t))  # fmt: skip
+            wall, cpu = timed(fn, calls)
+            if wall * scale < out.get(name, np.inf):
+                out[name], out[f"{name}_cpu"], out[f"{name}_threads"] = wall * scale, cpu * scale, t
     torch.set_num_threads(threads)
     return out
 
@@ -216,25 +234,34 @@ def measure(script: str, script_args: list[str], steps: int, env_steps: int, rep
     mod = importlib.import_module(script)
     base = tyro.cli(mod.Args, args=script_args)
     args = replace(base, total_timesteps=steps, eval_episodes=0, save_model=False, progress=False, checkpoint_every=0)
-    env, space, n_actions = env_sps(mod, args, env_steps)
+    env, env_cpu, space, n_actions = env_sps(mod, args, env_steps)
     train = train_sps(mod, args)
     parts = floor_parts(mod, script, args, space, n_actions, reps)
     overlap = "envs.step_async(" in inspect.getsource(mod.main)
-    env_s = 1 / env
-    per_step = parts["act"] + (max(env_s, parts["learn"]) if overlap else env_s + parts["learn"])
+    env_s, cores = 1 / env, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    wall = parts["act"] + (max(env_s, parts["learn"]) if overlap else env_s + parts["learn"])
+    cpu_bound = (env_cpu + parts["act_cpu"] + parts["learn_cpu"]) / cores  # the parts' CPU time spread over every core
+    per_step = max(wall, cpu_bound)
     return {"script": script, "num_envs": args.num_envs, "threads": torch.get_num_threads(), "env_sps": env,
             "act_ms": parts["act"] * 1e3, "learn_ms": parts["learn"] * 1e3, "env_ms": env_s * 1e3,
+            "env_cpu_ms": env_cpu * 1e3, "act_cpu_ms": parts["act_cpu"] * 1e3, "learn_cpu_ms": parts["learn_cpu"] * 1e3,
+            "cores": cores, "cpu_bound_ms": cpu_bound * 1e3, "bound": "cores" if cpu_bound > wall else "parts",
             "act_threads": parts["act_threads"], "learn_threads": parts["learn_threads"],
             "model": "act + max(env, learn)" if overlap else "env + act + learn", "floor_sps": 1 / per_step,
             "train_sps": train, "ratio": train * per_step}  # fmt: skip
 
 
 def report(label: str, runs: list[dict]) -> None:
-    med = {k: statistics.median(r[k] for r in runs) for k in ("env_ms", "act_ms", "learn_ms", "floor_sps", "train_sps")}
+    keys = ("env_ms", "act_ms", "learn_ms", "env_cpu_ms", "act_cpu_ms", "learn_cpu_ms", "cpu_bound_ms", "floor_sps",
+            "train_sps")  # fmt: skip
+    med = {k: statistics.median(r[k] for r in runs) for k in keys}
     r, ratios, threads = runs[0], [x["ratio"] for x in runs], [f"{x['act_threads']}/{x['learn_threads']}" for x in runs]
     print(f"{label}: {r['script']} | {r['num_envs']} envs | {r['threads']} torch threads | floor = 1 / ({r['model']})")
     print(f"  ms per agent step (median of {len(runs)}): env {med['env_ms']:.3f} | act {med['act_ms']:.3f} | "
           f"learn {med['learn_ms']:.3f} (the floor's act/learn torch threads: {', '.join(threads)})")  # fmt: skip
+    print(f"  CPU ms per agent step: env {med['env_cpu_ms']:.3f} | act {med['act_cpu_ms']:.3f} | learn "
+          f"{med['learn_cpu_ms']:.3f} -> on {r['cores']} cores at least {med['cpu_bound_ms']:.3f} ms per agent step "
+          f"(the floor's binding bound, per run: {', '.join(x['bound'] for x in runs)})")  # fmt: skip
     print(f"  floor SPS {med['floor_sps']:.0f} | training SPS {med['train_sps']:.0f} | training / floor "
           f"{statistics.median(ratios):.3f} (runs: {', '.join(f'{x:.3f}' for x in ratios)})")  # fmt: skip
 

@@ -31,9 +31,28 @@ def test_floor_is_positive_and_consistent(script):
     else:
         assert r["model"] == "env + act + learn"
         per_step_ms = sum(parts.values())
-    assert r["floor_sps"] == pytest.approx(1e3 / per_step_ms)
+    cpu = r["env_cpu_ms"] + r["act_cpu_ms"] + r["learn_cpu_ms"]
+    assert min(r["act_cpu_ms"], r["learn_cpu_ms"]) > 0 and r["env_cpu_ms"] >= 0  # env: /proc's 10 ms ticks for a child
+    assert r["cpu_bound_ms"] == pytest.approx(cpu / r["cores"])
+    assert r["floor_sps"] == pytest.approx(1e3 / max(per_step_ms, r["cpu_bound_ms"]))
+    assert r["bound"] == ("cores" if r["cpu_bound_ms"] > per_step_ms else "parts")
     assert r["env_sps"] == pytest.approx(1e3 / r["env_ms"])
     assert r["ratio"] == pytest.approx(r["train_sps"] / r["floor_sps"])
+
+
+def test_cpu_seconds_counts_a_busy_child_process():
+    import subprocess
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    try:
+        time.sleep(0.2)  # the child's interpreter is up
+        before, t0 = throughput.cpu_seconds(), time.perf_counter()
+        time.sleep(0.8)  # this process idles: what is counted is the child's
+        used, wall = throughput.cpu_seconds() - before, time.perf_counter() - t0
+    finally:
+        child.wait()
+    assert 0.4 * wall < used < 1.1 * wall + 0.05, (used, wall)
 
 
 def test_sb3_peer_says_in_one_line_what_is_missing():
