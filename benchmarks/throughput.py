@@ -49,7 +49,9 @@ BUILD = {  # the network each script's main() builds, from its own class: (n_act
     "dqn_ram_atari": lambda mod, n, args, space: mod.QNetwork(n, space.shape[0]),
     "hybrid_atari": lambda mod, n, args, space: mod.QNetwork(n, args.frame_stack),
     "options_atari": lambda mod, n, args, space: mod.Agent(n, args.frame_stack, args.num_options),
-}  # slot_attn_atari: not here, its acting runs the slot encoder on a per-env recurrent state
+    "slot_attn_atari": lambda mod, n, args, space: mod.QNetwork(
+        n, len(mod.slot_checkpoint(args)["model"]["encoder.slot_attention.mu"]), args.slot_iters),
+}  # fmt: skip
 PPO_ADAM, DQN_ADAM = {"eps": 1e-5}, {"eps": 1.5e-4, "fused": True}  # the scripts' optimizer settings (CPU)
 OPTIONS_RMSPROP = {"alpha": 0.99, "eps": 1e-5}
 
@@ -187,6 +189,11 @@ def floor_parts(mod, script: str, args, space, n_actions: int, reps: int) -> dic
         optimizer = optim.Adam(net.parameters(), lr=args.learning_rate, **DQN_ADAM)
         b_obs, b_next = observations(space, args.batch_size, rng), observations(space, args.batch_size, rng)
         b_actions, b_returns = torch.zeros(args.batch_size, dtype=torch.long), torch.zeros(args.batch_size)
+        slots = hasattr(net, "encoder")  # slot_attn_atari: its replay holds slot features, its acting encodes frames
+        if slots:  # (the default frozen-slot DQN; --end-to-end's learning, which encodes too, is not modelled)
+            K, D = net.encoder.slot_attention.mu.shape
+            b_obs, b_next = ((torch.randn(args.batch_size, K, D + 4).half(),) for _ in range(2))
+            state, first = torch.zeros(args.num_envs, K, D + 4), torch.zeros(args.num_envs, dtype=torch.bool)
         ram_keep = "ram_keep" in inspect.signature(net.forward).parameters  # hybrid_atari's modality dropout
 
         def q_values(network, inputs, **kw):
@@ -195,12 +202,14 @@ def floor_parts(mod, script: str, args, space, n_actions: int, reps: int) -> dic
 
         @torch.no_grad()
         def act():
+            if slots:  # its QAgent.act: the last 2 frames and each env's slot state -> slot features -> Q
+                return net(net.encoder.encode(act_obs[0][:, -2:], state, first)[0]).argmax(1).cpu().numpy()
             q_values(net, act_obs)[0].argmax(1).cpu().numpy()
 
         def update():
             with torch.no_grad():
                 next_online, next_target = q_values(net, b_next)[0], q_values(target, b_next)[0]
-                td_target = mod.double_dqn_target(next_online, next_target, b_returns, b_returns + args.gamma)
+                td_target = b_returns + args.gamma * next_target.gather(1, next_online.argmax(1, keepdim=True)).squeeze(1)
             keep = (torch.rand(args.batch_size) >= getattr(args, "ram_dropout", 0.0)).float()
             q, *extra = q_values(net, b_obs, **({"ram_keep": keep} if ram_keep else {}))
             old_val = q.gather(1, b_actions[:, None]).squeeze(1)
