@@ -15,13 +15,14 @@ Each repeat measures, in this order and in one process (the thread settings main
   DQN family: per train_frequency agent steps, one update of batch_size: Q(s') by the online and the target net, Q(s)
   with grad, backward, clipping, Adam (and hybrid_atari's priority_td_errors). The networks come from the script's own
   classes; the loss is a surrogate of the same outputs (its elementwise arithmetic, GAE, the PER sample and priority
-  update are the script's overhead, not floor). Act and learn are each timed on 1 torch thread and on the count main()
-  left, and the faster counts: the floor is the best this machine does, whatever thread layout the script chose.
+  update are the script's overhead, not floor). Act and learn are each timed on 1 torch thread, on the count main()
+  left and on one per core, and the fastest counts: the floor is the best this machine does, whatever thread layout the
+  script chose.
 Floor model (seconds per agent step): serial, 1 / (env + act + learn); a script whose main() calls `envs.step_async(`
 steps its games in another process while it learns, so 1 / (act + max(env, learn)). Either way the parts' CPU time
 (this process, its threads and its child processes, from /proc) must fit on the machine's cores: per agent step no less
-than (env_cpu + act_cpu + learn_cpu) / cores, which binds when overlapped parts each use most of the cores (the RAM
-script's games, on 2 threads, beside its learner). The ratio is training / floor.
+than (env_cpu + act_cpu + learn_cpu) / cores, which binds when parts that overlap use more cores together than there
+are. The ratio is training / floor.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def make_envs(mod, args):
 
     thunks = [mod.make_env(args, args.seed + i, i) for i in range(args.num_envs)]
     return gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cpu_seconds() -> float:
@@ -222,9 +228,9 @@ def floor_parts(mod, script: str, args, space, n_actions: int, reps: int) -> dic
             optimizer.step()
 
         updates_per_step = 1 / args.train_frequency
-    threads, out = torch.get_num_threads(), {}
+    threads, out = torch.get_num_threads(), {}  # the count main() left
     for name, fn, calls, scale in (("act", act, reps * 10, 1 / args.num_envs), ("learn", update, reps, updates_per_step)):
-        for t in sorted({1, threads}):  # the faster of one torch thread and the script's count: a floor
+        for t in sorted({1, threads, cores()}):  # the fastest of 1 thread, the script's count, one per core: a floor
             torch.set_num_threads(t)
             wall, cpu = timed(fn, calls)
             if wall * scale < out.get(name, np.inf):
@@ -247,14 +253,14 @@ def measure(script: str, script_args: list[str], steps: int, env_steps: int, rep
     train = train_sps(mod, args)
     parts = floor_parts(mod, script, args, space, n_actions, reps)
     overlap = "envs.step_async(" in inspect.getsource(mod.main)
-    env_s, cores = 1 / env, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    env_s, n_cores = 1 / env, cores()
     wall = parts["act"] + (max(env_s, parts["learn"]) if overlap else env_s + parts["learn"])
-    cpu_bound = (env_cpu + parts["act_cpu"] + parts["learn_cpu"]) / cores  # the parts' CPU time spread over every core
+    cpu_bound = (env_cpu + parts["act_cpu"] + parts["learn_cpu"]) / n_cores  # the parts' CPU time spread over every core
     per_step = max(wall, cpu_bound)
     return {"script": script, "num_envs": args.num_envs, "threads": torch.get_num_threads(), "env_sps": env,
             "act_ms": parts["act"] * 1e3, "learn_ms": parts["learn"] * 1e3, "env_ms": env_s * 1e3,
             "env_cpu_ms": env_cpu * 1e3, "act_cpu_ms": parts["act_cpu"] * 1e3, "learn_cpu_ms": parts["learn_cpu"] * 1e3,
-            "cores": cores, "cpu_bound_ms": cpu_bound * 1e3, "bound": "cores" if cpu_bound > wall else "parts",
+            "cores": n_cores, "cpu_bound_ms": cpu_bound * 1e3, "bound": "cores" if cpu_bound > wall else "parts",
             "act_threads": parts["act_threads"], "learn_threads": parts["learn_threads"],
             "model": "act + max(env, learn)" if overlap else "env + act + learn", "floor_sps": 1 / per_step,
             "train_sps": train, "ratio": train * per_step}  # fmt: skip
