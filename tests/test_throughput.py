@@ -15,8 +15,10 @@ TINY = {  # a few seconds each: two PPO iterations; a DQN with two logged SPS po
     "ppo_atari": ["--num-envs", "2", "--num-steps", "16", "--num-minibatches", "2", "--update-epochs", "1"],
     "dqn_ram_atari": ["--num-envs", "2", "--buffer-size", "2000", "--learning-starts", "64", "--batch-size", "8",
                       "--train-frequency", "1"],
+    "slot_attn_atari": ["--num-envs", "2", "--buffer-size", "2000", "--learning-starts", "64", "--batch-size", "8",
+                        "--train-frequency", "1"],  # acting: the slot encoder on each env's slot state
 }  # fmt: skip
-STEPS = {"ppo_atari": 96, "dqn_ram_atari": 480}
+STEPS = {"ppo_atari": 96, "dqn_ram_atari": 480, "slot_attn_atari": 320}
 
 
 @pytest.mark.parametrize("script", sorted(TINY))
