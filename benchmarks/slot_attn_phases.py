@@ -126,8 +126,11 @@ def main() -> None:
                   progress=False, checkpoint_every=0)  # fmt: skip
     runs = {"slot_attn_atari (frozen slots)": [], "dqn_per_dueling_atari": []} | ({"slot_attn_atari --end-to-end": []}
                                                                                    if opts.end_to_end else {})  # fmt: skip
+    threads = torch.get_num_threads()  # each run starts with it: slot_attn_atari.main sets 1 on CPU, the others keep it
     for _ in range(opts.repeats):
+        torch.set_num_threads(threads)
         runs["slot_attn_atari (frozen slots)"].append(train_sps(sa, replace(sa.Args(), slot_checkpoint=path, **common)))
+        torch.set_num_threads(threads)
         runs["dqn_per_dueling_atari"].append(train_sps(dqn, replace(dqn.Args(), **common)))
         if opts.end_to_end:  # its replay holds 29 KB per step: the buffer is what the run needs, not the default 1M
             e2e = replace(sa.Args(), slot_checkpoint=path, end_to_end=True, buffer_size=opts.dqn_steps + 64, **common)
