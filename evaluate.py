@@ -34,6 +34,7 @@ from common.checkpoint import CheckpointError, git_commit, package_versions
 from common.contract import ContractError, LoadedAgent, load_agent
 from common.episodes import NEAR_EVENT_STEPS
 from common.events import FRAME_COUNTER_WRAP, BreakoutEventWrapper, decode_ram
+from common.run import keep_freed_memory
 from common.stats import score_stats
 
 HUMAN, RANDOM = 30.5, 1.7  # Breakout human / random scores (DQN Zoo atari_data.py; Atari-100k, rliable)
@@ -595,6 +596,7 @@ def run(opts: EvalArgs, video_root: str | None = None) -> dict:
 
 def main(opts: EvalArgs) -> int:
     """CLI: evaluate or --compare; bad input is a one-line `error:` and exit code 2."""
+    keep_freed_memory()  # as training does (common/run.py): no page faults for the networks' per-step temporaries
     try:
         check_opts(opts)
         if opts.compare:

@@ -24,7 +24,10 @@ they equal a default; any other that differs from the saved run stops with one l
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
+import os
 import signal
 import sys
 import time
@@ -161,6 +164,22 @@ def at_least(args: Any, why: str, **minimums: int) -> Any:
     return args
 
 
+def keep_freed_memory(threshold: int = 64 << 20) -> bool:
+    """glibc: serve allocations under ``threshold`` bytes from the heap and keep what is freed in the process (trim above
+    8x, pad the heap by ``threshold``), instead of mapping and unmapping it each time: the networks' large temporaries
+    are freed and allocated again at every step, and each fresh mapping costs a page fault per 4 KB page. Nothing where
+    a MALLOC_* variable is set (it wins) or off glibc. Returns whether it applied."""
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim, top_pad, mmap_threshold = -1, -2, -3  # glibc's M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD
+        settings = ((mmap_threshold, threshold), (trim, 8 * threshold), (top_pad, threshold))
+        return all(libc.mallopt(option, value) == 1 for option, value in settings)
+    except (OSError, AttributeError):  # no C library found, or one without mallopt
+        return False
+
+
 def note(message: str) -> None:
     """A one-line notice on stderr, e.g. for a setting adjusted to fit a small budget."""
     print(f"note: {message}", file=sys.stderr)
@@ -191,6 +210,7 @@ class Run:
     def __init__(self, args: Any, script_file: str, check: Optional[Callable[[Any], Any]] = None,
                  protocol: Callable[[Any], dict] = env_protocol):  # fmt: skip
         self.script = Path(script_file).stem
+        keep_freed_memory()  # a page fault per page of every step's temporaries otherwise (docs/benchmarks.md)
         self.args, self.checkpoint = resume_args(args, self.script) if args.resume else (args, None)
         check_run_args(self.args)
         if check is not None:

@@ -16,7 +16,7 @@ import dqn_per_dueling_atari as dqn
 import ppo_atari
 from common.checkpoint import save_checkpoint
 from common.run import Linear, Run, at_least, check_free_memory, check_run_args, require, resume_args, typed_flags
-from conftest import TINY, one_line_error, run_script, tb_scalars
+from conftest import REPO, TINY, one_line_error, run_script, tb_scalars
 
 
 def saved_run(tmp_path, **changes) -> str:
@@ -91,6 +91,38 @@ def test_at_least_raises_only_what_is_below_its_minimum_and_says_why(capsys):
     out = at_least(args, "the first updates need it", learning_starts=64, buffer_size=4000)
     assert (out.learning_starts, out.buffer_size, args.learning_starts) == (64, 5000, 10)
     assert capsys.readouterr().err == "note: --learning-starts 10 -> 64: the first updates need it\n"
+
+
+PAGE_FAULTS = """
+import resource, sys
+import numpy as np
+from common.run import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+def step():  # a network step's temporaries: eight 4 MB arrays alive at once, all freed at its end
+    xs = [np.ones(1 << 19) for _ in range(8)]
+    del xs
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    step()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_stops_the_page_faults_of_each_steps_temporaries():
+    import subprocess
+
+    def faults(mode: str, **env: str) -> tuple[str, int]:
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **env}
+        out = subprocess.run([sys.executable, "-c", PAGE_FAULTS, mode], capture_output=True, text=True, check=True,
+                             cwd=REPO, env=env).stdout.split()  # fmt: skip
+        return out[0], int(out[1])
+
+    applied, kept = faults("keep")
+    _, default = faults("default")
+    assert applied == "True" and kept < 100 and default > 20 * 8 * 1024 // 4, (kept, default)  # 1024 pages per 4 MB
+    assert faults("keep", MALLOC_ARENA_MAX="2")[0] == "False"  # a MALLOC_* variable set by the user wins
 
 
 def test_check_free_memory_names_a_value_that_fits():
