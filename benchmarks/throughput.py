@@ -44,6 +44,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(1, str(REPO))  # after this folder; a --root checkout's scripts go before both (main)
+from tools.grid import cores  # noqa: E402  (stdlib only: the cores this process may use)
+
 BUILD = {  # the network each script's main() builds, from its own class: (n_actions, args, observation space) -> module
     "ppo_atari": lambda mod, n, args, space: mod.Agent(n, args.frame_stack),
     "dqn_per_dueling_atari": lambda mod, n, args, space: mod.QNetwork(n, args.frame_stack),
@@ -71,11 +74,6 @@ def make_envs(mod, args):
 
     thunks = [mod.make_env(args, args.seed + i, i) for i in range(args.num_envs)]
     return gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cpu_seconds() -> float:
